@@ -1,0 +1,149 @@
+//! Why a request was refused ([`Rejection`]) and how the refusal is answered
+//! ([`RejectionResponder`]).
+//!
+//! | rejection | status |
+//! | --- | --- |
+//! | [`Rejection::MissingCredential`], [`Rejection::InvalidToken`] | 401, with `WWW-Authenticate` |
+//! | [`Rejection::Malformed`] | 400 |
+//! | [`Rejection::Origin`] | 403 |
+//! | [`Rejection::StoreUnavailable`] | 503 |
+//!
+//! The default responder, [`DefaultRejection`], answers with the status and an
+//! empty body. Whatever the responder returns, the layer adds the
+//! `WWW-Authenticate` challenge to a 401 that lacks one, and puts the
+//! [`RejectionKind`] into the response's extensions for outer layers.
+
+use http::{Response, StatusCode};
+
+use crate::extract::ExtractError;
+use crate::origin::OriginError;
+use crate::store::StoreError;
+
+/// Why the layer refused a request. Never holds the token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The request carries no token, and the layer requires a user.
+    #[error("no credential")]
+    MissingCredential,
+    /// The token is unknown, revoked or expired, or its user may not log in.
+    #[error("invalid token")]
+    InvalidToken,
+    /// A source holds something that is not a token.
+    #[error("malformed credential: {0}")]
+    Malformed(#[source] ExtractError),
+    /// A cookie credential came with an `Origin` the policy refuses.
+    #[error("origin refused: {0}")]
+    Origin(#[source] OriginError),
+    /// The store failed or timed out.
+    #[error("token store unavailable: {0}")]
+    StoreUnavailable(#[source] StoreError),
+}
+
+impl Rejection {
+    /// The HTTP status that answers this rejection.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use ws_token_auth::Rejection;
+    ///
+    /// assert_eq!(Rejection::InvalidToken.status(), StatusCode::UNAUTHORIZED);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingCredential | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Origin(_) => StatusCode::FORBIDDEN,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The rejection's kind, without its details.
+    #[must_use]
+    pub fn kind(&self) -> RejectionKind {
+        match self {
+            Self::MissingCredential => RejectionKind::MissingCredential,
+            Self::InvalidToken => RejectionKind::InvalidToken,
+            Self::Malformed(_) => RejectionKind::Malformed,
+            Self::Origin(_) => RejectionKind::Origin,
+            Self::StoreUnavailable(_) => RejectionKind::StoreUnavailable,
+        }
+    }
+}
+
+/// A [`Rejection`]'s kind: put into the extensions of every refusal the layer
+/// sends, so outer layers (metrics, logging) can tell refusals apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// See [`Rejection::MissingCredential`].
+    MissingCredential,
+    /// See [`Rejection::InvalidToken`].
+    InvalidToken,
+    /// See [`Rejection::Malformed`].
+    Malformed,
+    /// See [`Rejection::Origin`].
+    Origin,
+    /// See [`Rejection::StoreUnavailable`].
+    StoreUnavailable,
+}
+
+impl RejectionKind {
+    /// A short, stable name for logs and metrics.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingCredential => "missing_credential",
+            Self::InvalidToken => "invalid_token",
+            Self::Malformed => "malformed",
+            Self::Origin => "origin",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// Makes the response for a refused request.
+///
+/// Implemented by [`DefaultRejection`] and by every
+/// `Fn(&Rejection) -> Response<B>` closure that is `Clone + Send + Sync + 'static`.
+///
+/// ```
+/// use http::{Response, header};
+/// use ws_token_auth::{MemoryTokenStore, Rejection, TokenAuthLayer};
+///
+/// let layer = TokenAuthLayer::new(MemoryTokenStore::<String>::new()).on_rejection(|rejection: &Rejection| {
+///     let body = format!("{{\"error\": \"{}\"}}", rejection.kind().as_str());
+///     Response::builder()
+///         .status(rejection.status())
+///         .header(header::CONTENT_TYPE, "application/json")
+///         .body(body)
+///         .unwrap()
+/// });
+/// # let _ = layer;
+/// ```
+pub trait RejectionResponder<B>: Clone + Send + Sync + 'static {
+    /// The response for `rejection`.
+    fn respond(&self, rejection: &Rejection) -> Response<B>;
+}
+
+/// The default responder: the rejection's status and an empty body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRejection;
+
+impl<B: Default> RejectionResponder<B> for DefaultRejection {
+    fn respond(&self, rejection: &Rejection) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = rejection.status();
+        response
+    }
+}
+
+impl<B, F> RejectionResponder<B> for F
+where
+    F: Fn(&Rejection) -> Response<B> + Clone + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: &Rejection) -> Response<B> {
+        self(rejection)
+    }
+}
