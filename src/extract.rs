@@ -455,3 +455,408 @@ pub fn offered_protocols<'a>(
         .map(|entry| entry.trim_matches([' ', '\t']))
         .filter(move |entry| !entry.is_empty() && !entry.starts_with(token_prefix))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b";
+
+    /// What a row expects.
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        Token(&'static str, CredentialKind),
+        Absent,
+        Error(ExtractError),
+    }
+    use CredentialKind::*;
+    use Want::*;
+
+    fn run(extractor: &Extractor, headers: &[(&str, &[u8])], uri: &str) -> Want {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            map.append(name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        let uri: Uri = uri.parse().unwrap();
+        match extractor.extract(&map, &uri) {
+            Ok(Some(c)) => Token(String::leak(c.token().expose_secret().to_owned()), c.kind()),
+            Ok(None) => Absent,
+            Err(e) => Error(e),
+        }
+    }
+
+    #[test]
+    fn default_extractor_table() {
+        let long = format!("key={}", "a".repeat(8 * 1024));
+        let at_limit = format!("key={}", "b".repeat(256));
+        let over_limit = format!("key={}", "b".repeat(257));
+        let cookie_t = format!("key={T}");
+        let rows: Vec<(&str, Vec<(&str, &[u8])>, Want)> = vec![
+            (
+                "plain cookie",
+                vec![("cookie", cookie_t.as_bytes())],
+                Token(T, Cookie),
+            ),
+            (
+                "among others",
+                vec![("cookie", b"a=1; key=tok; b=2")],
+                Token("tok", Cookie),
+            ),
+            (
+                "no spaces",
+                vec![("cookie", b"a=1;key=tok;b=2")],
+                Token("tok", Cookie),
+            ),
+            (
+                "spaces around",
+                vec![("cookie", b"a=1;  key = tok ;b=2")],
+                Token("tok", Cookie),
+            ),
+            ("monkey is not key", vec![("cookie", b"monkey=tok")], Absent),
+            ("keys is not key", vec![("cookie", b"keys=tok")], Absent),
+            ("Key is not key", vec![("cookie", b"Key=tok")], Absent),
+            ("KEY is not key", vec![("cookie", b"KEY=tok")], Absent),
+            (
+                "prefix in value",
+                vec![("cookie", b"monkey=key=tok")],
+                Absent,
+            ),
+            (
+                "decoys around",
+                vec![("cookie", b"monkey=x; keys=y; key=tok; Key=z")],
+                Token("tok", Cookie),
+            ),
+            (
+                "two lines",
+                vec![("cookie", b"a=1"), ("cookie", b"key=tok")],
+                Token("tok", Cookie),
+            ),
+            (
+                "same twice",
+                vec![("cookie", b"key=tok; key=tok")],
+                Token("tok", Cookie),
+            ),
+            (
+                "same on two lines",
+                vec![("cookie", b"key=tok"), ("cookie", b"key=tok")],
+                Token("tok", Cookie),
+            ),
+            (
+                "conflicting",
+                vec![("cookie", b"key=a; key=b")],
+                Error(ExtractError::Conflicting { kind: Cookie }),
+            ),
+            (
+                "conflicting across lines",
+                vec![("cookie", b"key=a"), ("cookie", b"key=b")],
+                Error(ExtractError::Conflicting { kind: Cookie }),
+            ),
+            (
+                "quoted",
+                vec![("cookie", b"key=\"tok\"")],
+                Token("tok", Cookie),
+            ),
+            (
+                "quoted equals plain",
+                vec![("cookie", b"key=\"tok\"; key=tok")],
+                Token("tok", Cookie),
+            ),
+            ("empty", vec![("cookie", b"key=")], Absent),
+            ("empty quoted", vec![("cookie", b"key=\"\"")], Absent),
+            (
+                "empty beside value",
+                vec![("cookie", b"key=; key=tok")],
+                Token("tok", Cookie),
+            ),
+            ("no equals sign", vec![("cookie", b"key")], Absent),
+            (
+                "garbage around",
+                vec![("cookie", b";;=x; ;key=tok;=;")],
+                Token("tok", Cookie),
+            ),
+            (
+                "8 KiB value",
+                vec![("cookie", long.as_bytes())],
+                Error(ExtractError::TooLong {
+                    kind: Cookie,
+                    max: 256,
+                }),
+            ),
+            (
+                "at the limit",
+                vec![("cookie", at_limit.as_bytes())],
+                Token(String::leak("b".repeat(256)), Cookie),
+            ),
+            (
+                "over the limit",
+                vec![("cookie", over_limit.as_bytes())],
+                Error(ExtractError::TooLong {
+                    kind: Cookie,
+                    max: 256,
+                }),
+            ),
+            (
+                "tab inside",
+                vec![("cookie", b"key=to\tk")],
+                Error(ExtractError::InvalidBytes { kind: Cookie }),
+            ),
+            (
+                "space inside",
+                vec![("cookie", b"key=to k")],
+                Error(ExtractError::InvalidBytes { kind: Cookie }),
+            ),
+            (
+                "obs-text byte",
+                vec![("cookie", b"key=to\xe9k")],
+                Error(ExtractError::InvalidBytes { kind: Cookie }),
+            ),
+            (
+                "UTF-8 value",
+                vec![("cookie", "key=tök".as_bytes())],
+                Error(ExtractError::InvalidBytes { kind: Cookie }),
+            ),
+            (
+                "non-UTF-8 other cookie",
+                vec![("cookie", b"pref=\xff\xfe; key=tok")],
+                Token("tok", Cookie),
+            ),
+            (
+                "authorization Token",
+                vec![("authorization", b"Token tok")],
+                Token("tok", Authorization),
+            ),
+            (
+                "authorization Bearer",
+                vec![("authorization", b"Bearer tok")],
+                Token("tok", Authorization),
+            ),
+            (
+                "scheme any case",
+                vec![("authorization", b"tOKEN tok")],
+                Token("tok", Authorization),
+            ),
+            (
+                "extra spaces",
+                vec![("authorization", b"Token   tok ")],
+                Token("tok", Authorization),
+            ),
+            (
+                "other scheme",
+                vec![("authorization", b"Basic dXNlcjpwYXNz")],
+                Absent,
+            ),
+            (
+                "scheme prefix",
+                vec![("authorization", b"Tokens tok")],
+                Absent,
+            ),
+            ("scheme only", vec![("authorization", b"Token")], Absent),
+            (
+                "two values",
+                vec![("authorization", b"Token a b")],
+                Error(ExtractError::MalformedAuthorization),
+            ),
+            (
+                "bad bytes",
+                vec![("authorization", b"Token t\tk")],
+                Error(ExtractError::InvalidBytes {
+                    kind: Authorization,
+                }),
+            ),
+            (
+                "two headers",
+                vec![
+                    ("authorization", b"Token a"),
+                    ("authorization", b"Bearer b"),
+                ],
+                Error(ExtractError::Conflicting {
+                    kind: Authorization,
+                }),
+            ),
+            (
+                "cookie before authorization",
+                vec![("authorization", b"Token auth"), ("cookie", b"key=cookie")],
+                Token("cookie", Cookie),
+            ),
+            (
+                "empty cookie falls through",
+                vec![("authorization", b"Token auth"), ("cookie", b"key=")],
+                Token("auth", Authorization),
+            ),
+            (
+                "malformed cookie is not skipped",
+                vec![
+                    ("authorization", b"Token auth"),
+                    ("cookie", b"key=a; key=b"),
+                ],
+                Error(ExtractError::Conflicting { kind: Cookie }),
+            ),
+            ("nothing", vec![("host", b"example.com")], Absent),
+            (
+                "subprotocol is not a default source",
+                vec![("sec-websocket-protocol", b"chat, token.tok")],
+                Absent,
+            ),
+        ];
+        let extractor = Extractor::default();
+        for (name, headers, want) in rows {
+            assert_eq!(run(&extractor, &headers, "/ws"), want, "row {name:?}");
+        }
+    }
+
+    #[test]
+    fn subprotocol_and_query_sources() {
+        let extractor = Extractor::new([
+            TokenSource::subprotocol("token."),
+            TokenSource::query("access_token"),
+        ]);
+        let rows: Vec<(&str, Vec<(&str, &[u8])>, &str, Want)> = vec![
+            (
+                "offer",
+                vec![("sec-websocket-protocol", b"chat, token.tok")],
+                "/ws",
+                Token("tok", Subprotocol),
+            ),
+            (
+                "first offer",
+                vec![("sec-websocket-protocol", b"token.tok,chat")],
+                "/ws",
+                Token("tok", Subprotocol),
+            ),
+            (
+                "two lines",
+                vec![
+                    ("sec-websocket-protocol", b"chat"),
+                    ("sec-websocket-protocol", b" token.tok "),
+                ],
+                "/ws",
+                Token("tok", Subprotocol),
+            ),
+            (
+                "prefix only",
+                vec![("sec-websocket-protocol", b"chat, token.")],
+                "/ws",
+                Absent,
+            ),
+            (
+                "case matters",
+                vec![("sec-websocket-protocol", b"Token.tok")],
+                "/ws",
+                Absent,
+            ),
+            (
+                "two tokens",
+                vec![("sec-websocket-protocol", b"token.a, token.b")],
+                "/ws",
+                Error(ExtractError::Conflicting { kind: Subprotocol }),
+            ),
+            (
+                "query",
+                vec![],
+                "/ws?room=1&access_token=tok",
+                Token("tok", Query),
+            ),
+            (
+                "query decoded",
+                vec![],
+                "/ws?access_token=t%2Fk",
+                Token("t/k", Query),
+            ),
+            (
+                "query name exact",
+                vec![],
+                "/ws?xaccess_token=tok&access_tokens=tok",
+                Absent,
+            ),
+            ("query empty", vec![], "/ws?access_token=", Absent),
+            (
+                "query plus is space",
+                vec![],
+                "/ws?access_token=a+b",
+                Error(ExtractError::InvalidBytes { kind: Query }),
+            ),
+            (
+                "query twice",
+                vec![],
+                "/ws?access_token=a&access_token=b",
+                Error(ExtractError::Conflicting { kind: Query }),
+            ),
+            (
+                "order: subprotocol first",
+                vec![("sec-websocket-protocol", b"token.sub")],
+                "/ws?access_token=q",
+                Token("sub", Subprotocol),
+            ),
+            (
+                "cookie not configured",
+                vec![("cookie", b"key=tok")],
+                "/ws",
+                Absent,
+            ),
+        ];
+        for (name, headers, uri, want) in rows {
+            assert_eq!(run(&extractor, &headers, uri), want, "row {name:?}");
+        }
+    }
+
+    #[test]
+    fn custom_cookie_name_schemes_and_limit() {
+        let extractor = Extractor::new([
+            TokenSource::cookie("sessionid"),
+            TokenSource::authorization(["ApiKey"]),
+        ])
+        .max_token_len(4);
+        assert_eq!(
+            run(&extractor, &[("cookie", b"key=abc; sessionid=abcd")], "/"),
+            Token("abcd", Cookie)
+        );
+        assert_eq!(
+            run(&extractor, &[("cookie", b"sessionid=abcde")], "/"),
+            Error(ExtractError::TooLong {
+                kind: Cookie,
+                max: 4
+            })
+        );
+        assert_eq!(
+            run(&extractor, &[("authorization", b"apikey abc")], "/"),
+            Token("abc", Authorization)
+        );
+        assert_eq!(
+            run(&extractor, &[("authorization", b"Token abc")], "/"),
+            Absent
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_the_value() {
+        let secret = "s3cr3t-token-value";
+        let rows = [
+            format!("key={secret}; key=other"),
+            format!("key={secret}\tx"),
+            format!("key={secret}{}", "x".repeat(300)),
+        ];
+        for row in rows {
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, http::HeaderValue::from_str(&row).unwrap());
+            let error = Extractor::default()
+                .extract(&headers, &Uri::from_static("/"))
+                .unwrap_err();
+            assert!(!format!("{error} {error:?}").contains(secret), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn offered_protocols_skip_token_entries() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            "chat.v2, token.abc".parse().unwrap(),
+        );
+        headers.append(SEC_WEBSOCKET_PROTOCOL, " ,chat.v1".parse().unwrap());
+        assert_eq!(
+            offered_protocols(&headers, "token.").collect::<Vec<_>>(),
+            ["chat.v2", "chat.v1"]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Stores and helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ws_token_auth::{Authenticated, StoreError, Token, TokenStore};
+
+/// A user as an app would define one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: u32,
+    pub name: String,
+}
+
+impl User {
+    pub fn named(id: u32, name: &str) -> Self {
+        Self {
+            id,
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Wraps a store and counts its calls.
+#[derive(Debug, Default)]
+pub struct Counting<S> {
+    pub inner: S,
+    calls: AtomicUsize,
+}
+
+impl<S> Counting<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<S: TokenStore> TokenStore for Counting<S> {
+    type User = S::User;
+
+    async fn authenticate(
+        &self,
+        token: &Token,
+    ) -> Result<Option<Authenticated<S::User>>, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.authenticate(token).await
+    }
+}
+
+/// A store whose backend is down.
+#[derive(Debug, Default)]
+pub struct FailingStore;
+
+#[async_trait]
+impl TokenStore for FailingStore {
+    type User = User;
+
+    async fn authenticate(
+        &self,
+        _token: &Token,
+    ) -> Result<Option<Authenticated<User>>, StoreError> {
+        Err(StoreError::unavailable(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused by 127.0.0.1:5432",
+        )))
+    }
+}
+
+/// A store that never answers.
+#[derive(Debug, Default)]
+pub struct HangingStore;
+
+#[async_trait]
+impl TokenStore for HangingStore {
+    type User = User;
+
+    async fn authenticate(
+        &self,
+        _token: &Token,
+    ) -> Result<Option<Authenticated<User>>, StoreError> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(None)
+    }
+}
