@@ -1,0 +1,169 @@
+//! A real axum WebSocket server on 127.0.0.1 behind the layer, driven by a real
+//! tokio-tungstenite client sending the headers an Android app or a browser sends.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use common::{FailingStore, User};
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
+
+async fn ws(
+    Extension(user): Extension<AuthenticatedUser<User>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |mut socket| async move {
+        let greeting = format!("hello {}", user.user.name);
+        if socket
+            .send(AxumMessage::Text(greeting.into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(Ok(message)) = socket.recv().await {
+            if let AxumMessage::Text(text) = message {
+                if socket.send(AxumMessage::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+async fn serve<St: TokenStore<User = User>>(layer: TokenAuthLayer<St>) -> SocketAddr {
+    let app = Router::new().route("/ws", get(ws)).layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Connects with the given extra headers; the handshake's status, and the
+/// socket when it was upgraded.
+async fn connect(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> (
+    StatusCode,
+    Option<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    >,
+) {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((socket, response)) => (response.status(), Some(socket)),
+        Err(WsError::Http(response)) => (response.status(), None),
+        Err(other) => panic!("handshake failed below HTTP: {other}"),
+    }
+}
+
+async fn next_text<S>(socket: &mut S) -> String
+where
+    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
+{
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) => text.to_string(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn android_style_cookie_without_origin_is_upgraded_and_the_handler_sees_the_user() {
+    let store = Arc::new(MemoryTokenStore::new());
+    let token = store.issue(User::named(1, "alice"));
+    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+
+    let cookie = format!("key={}", token.expose_secret());
+    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    let mut socket = socket.unwrap();
+    assert_eq!(next_text(&mut socket).await, "hello alice");
+    socket.send(Message::Text("ping".into())).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "ping");
+}
+
+#[tokio::test]
+async fn browser_style_cookie_with_same_host_origin_is_upgraded() {
+    let store = Arc::new(MemoryTokenStore::new());
+    let token = store.issue(User::named(1, "alice"));
+    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+    let cookie = format!("csrftoken=abc; key={}", token.expose_secret());
+    let origin = format!("http://{addr}");
+    let (status, socket) = connect(addr, &[("cookie", &cookie), ("origin", &origin)]).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(next_text(&mut socket.unwrap()).await, "hello alice");
+}
+
+#[tokio::test]
+async fn refusals_over_a_real_socket() {
+    let store = Arc::new(MemoryTokenStore::new());
+    let token = store.issue(User::named(1, "alice"));
+    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+    let cookie = format!("key={}", token.expose_secret());
+    let monkey = format!("monkey={}", token.expose_secret());
+    let auth = format!("Token {}", token.expose_secret());
+    let rows: Vec<(&str, Vec<(&str, &str)>, StatusCode)> = vec![
+        ("no token", vec![], StatusCode::UNAUTHORIZED),
+        (
+            "unknown token",
+            vec![("cookie", "key=0123456789abcdef")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "monkey= is not key=",
+            vec![("cookie", &monkey)],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "two different key cookies",
+            vec![("cookie", "key=a; key=b")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "foreign origin",
+            vec![("cookie", &cookie), ("origin", "https://evil.example")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "null origin",
+            vec![("cookie", &cookie), ("origin", "null")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "Authorization from a foreign origin",
+            vec![("authorization", &auth), ("origin", "https://evil.example")],
+            StatusCode::SWITCHING_PROTOCOLS,
+        ),
+    ];
+    for (name, headers, expected) in rows {
+        let (status, _) = connect(addr, &headers).await;
+        assert_eq!(status, expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn failing_store_is_503() {
+    let addr = serve(TokenAuthLayer::new(FailingStore)).await;
+    let (status, socket) = connect(addr, &[("cookie", "key=0123456789abcdef")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(socket.is_none());
+}
