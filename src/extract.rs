@@ -29,6 +29,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use cookie::Cookie;
 use http::header::{AUTHORIZATION, COOKIE, SEC_WEBSOCKET_PROTOCOL};
@@ -137,7 +138,7 @@ impl TokenSource {
         headers: &HeaderMap,
         uri: &Uri,
         max: usize,
-    ) -> Result<Option<String>, ExtractError> {
+    ) -> Result<Option<Arc<str>>, ExtractError> {
         let mut found = Found::new(self.kind(), max);
         match &self.0 {
             Source::Cookie(name) => {
@@ -196,7 +197,7 @@ impl TokenSource {
 struct Found {
     kind: CredentialKind,
     max: usize,
-    value: Option<String>,
+    value: Option<Arc<str>>,
 }
 
 impl Found {
@@ -225,9 +226,9 @@ impl Found {
         match &self.value {
             Some(previous) if previous.as_bytes() != raw => Err(ExtractError::Conflicting { kind }),
             Some(_) => Ok(()),
-            // Checked above: visible ASCII is UTF-8.
             None => {
-                self.value = Some(String::from_utf8_lossy(raw).into_owned());
+                // Checked above: visible ASCII is UTF-8, so nothing is replaced.
+                self.value = Some(Arc::from(String::from_utf8_lossy(raw)));
                 Ok(())
             }
         }
@@ -408,7 +409,7 @@ impl Extractor {
     ) -> Result<Option<Credential>, ExtractError> {
         for source in &self.sources {
             if let Some(value) = source.find(headers, uri, self.max_token_len)? {
-                let token = Token::from_checked(value.into());
+                let token = Token::from_checked(value);
                 return Ok(Some(Credential {
                     token,
                     kind: source.kind(),
@@ -472,6 +473,9 @@ mod tests {
     use CredentialKind::*;
     use Want::*;
 
+    /// Header lines: name, raw value.
+    type Headers<'a> = Vec<(&'a str, &'a [u8])>;
+
     fn run(extractor: &Extractor, headers: &[(&str, &[u8])], uri: &str) -> Want {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
@@ -492,7 +496,7 @@ mod tests {
         let at_limit = format!("key={}", "b".repeat(256));
         let over_limit = format!("key={}", "b".repeat(257));
         let cookie_t = format!("key={T}");
-        let rows: Vec<(&str, Vec<(&str, &[u8])>, Want)> = vec![
+        let rows: Vec<(&str, Headers<'_>, Want)> = vec![
             (
                 "plain cookie",
                 vec![("cookie", cookie_t.as_bytes())],
@@ -711,7 +715,7 @@ mod tests {
             TokenSource::subprotocol("token."),
             TokenSource::query("access_token"),
         ]);
-        let rows: Vec<(&str, Vec<(&str, &[u8])>, &str, Want)> = vec![
+        let rows: Vec<(&str, Headers<'_>, &str, Want)> = vec![
             (
                 "offer",
                 vec![("sec-websocket-protocol", b"chat, token.tok")],

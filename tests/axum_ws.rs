@@ -76,6 +76,9 @@ async fn connect(
     }
 }
 
+/// Header lines: name, value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 async fn next_text<S>(socket: &mut S) -> String
 where
     S: StreamExt<Item = Result<Message, WsError>> + Unpin,
@@ -121,7 +124,7 @@ async fn refusals_over_a_real_socket() {
     let cookie = format!("key={}", token.expose_secret());
     let monkey = format!("monkey={}", token.expose_secret());
     let auth = format!("Token {}", token.expose_secret());
-    let rows: Vec<(&str, Vec<(&str, &str)>, StatusCode)> = vec![
+    let rows: Vec<(&str, Headers<'_>, StatusCode)> = vec![
         ("no token", vec![], StatusCode::UNAUTHORIZED),
         (
             "unknown token",
