@@ -18,34 +18,24 @@ use ws_token_auth::extract::Extractor;
 use ws_token_auth::{MemoryTokenStore, Token, TokenAuthLayer};
 
 fn request(cookie: &HeaderValue) -> Request<()> {
-    let mut req = Request::get("/chat/stream/")
-        .body(())
-        .expect("static request");
+    let mut req = Request::get("/chat/stream/").body(()).expect("static request");
     let headers = req.headers_mut();
     headers.insert("host", HeaderValue::from_static("127.0.0.1:8000"));
     headers.insert("upgrade", HeaderValue::from_static("websocket"));
     headers.insert("connection", HeaderValue::from_static("Upgrade"));
     headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
-    headers.insert(
-        "sec-websocket-key",
-        HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
-    );
+    headers.insert("sec-websocket-key", HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
     headers.insert("cookie", cookie.clone());
     req
 }
 
 fn cookie_for(token: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "csrftoken=Xk2fA9pQ; sessionid=0a1b2c3d4e; key={token}; theme=dark"
-    ))
-    .expect("visible ASCII")
+    HeaderValue::from_str(&format!("csrftoken=Xk2fA9pQ; sessionid=0a1b2c3d4e; key={token}; theme=dark"))
+        .expect("visible ASCII")
 }
 
 fn layer_overhead(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     let store = Arc::new(MemoryTokenStore::new());
     for user in 0..10_000u32 {
         store.issue(user);
@@ -66,11 +56,8 @@ fn layer_overhead(c: &mut Criterion) {
             async move { black_box(svc.ready().await.expect("ready").call(req).await) }
         });
     });
-    for (name, cookie) in [
-        ("cookie_hit", &hit),
-        ("cookie_unknown_401", &unknown),
-        ("cookie_malformed_400", &malformed),
-    ] {
+    for (name, cookie) in [("cookie_hit", &hit), ("cookie_unknown_401", &unknown), ("cookie_malformed_400", &malformed)]
+    {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
                 let mut svc = authed.clone();
@@ -84,9 +71,7 @@ fn layer_overhead(c: &mut Criterion) {
     let extractor = Extractor::default();
     let req = request(&hit);
     let (headers, uri): (&HeaderMap, &Uri) = (req.headers(), req.uri());
-    c.bench_function("extract/cookie", |b| {
-        b.iter(|| black_box(extractor.extract(headers, uri)))
-    });
+    c.bench_function("extract/cookie", |b| b.iter(|| black_box(extractor.extract(headers, uri))));
 }
 
 criterion_group!(benches, layer_overhead);

@@ -57,9 +57,7 @@ pub struct Authenticator<St> {
 
 impl<St> Clone for Authenticator<St> {
     fn clone(&self) -> Self {
-        Self {
-            config: Arc::clone(&self.config),
-        }
+        Self { config: Arc::clone(&self.config) }
     }
 }
 
@@ -88,8 +86,7 @@ impl<St> Clone for Config<St> {
 
 /// The store's answer, with the token handed back, from a future that owns
 /// what it needs ('static), so the layer's response future can hold it.
-pub(crate) type Lookup<U> =
-    Pin<Box<dyn Future<Output = (Token, Result<Option<Authenticated<U>>, StoreError>)> + Send>>;
+pub(crate) type Lookup<U> = Pin<Box<dyn Future<Output = (Token, Result<Option<Authenticated<U>>, StoreError>)> + Send>>;
 
 /// What the headers alone decide.
 pub(crate) enum Begin {
@@ -156,11 +153,7 @@ impl<St: TokenStore> Authenticator<St> {
     ///
     /// # Errors
     /// The [`Rejection`] to answer with.
-    pub async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Identity<St::User>, Rejection> {
+    pub async fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Identity<St::User>, Rejection> {
         match self.begin(headers, uri)? {
             Begin::Anonymous(anonymous) => Ok(Identity::Anonymous(anonymous)),
             Begin::Lookup(credential) => {
@@ -178,9 +171,7 @@ impl<St: TokenStore> Authenticator<St> {
             Ok(Some(credential)) => credential,
             Ok(None) if config.optional => {
                 tracing::debug!(target: "ws_token_auth", outcome = "anonymous", reason = "no_credential");
-                return Ok(Begin::Anonymous(Anonymous::new(
-                    AnonymousReason::NoCredential,
-                )));
+                return Ok(Begin::Anonymous(Anonymous::new(AnonymousReason::NoCredential)));
             }
             Ok(None) => {
                 tracing::debug!(target: "ws_token_auth", outcome = "rejected", reason = "missing_credential");
@@ -210,13 +201,10 @@ impl<St: TokenStore> Authenticator<St> {
     pub(crate) fn lookup(&self, token: Token) -> Lookup<St::User> {
         let config = Arc::clone(&self.config);
         Box::pin(async move {
-            let answer =
-                match tokio::time::timeout(config.store_timeout, config.store.authenticate(&token))
-                    .await
-                {
-                    Ok(answer) => answer,
-                    Err(_elapsed) => Err(StoreError::Timeout),
-                };
+            let answer = match tokio::time::timeout(config.store_timeout, config.store.authenticate(&token)).await {
+                Ok(answer) => answer,
+                Err(_elapsed) => Err(StoreError::Timeout),
+            };
             (token, answer)
         })
     }
@@ -232,18 +220,11 @@ impl<St: TokenStore> Authenticator<St> {
         match answer {
             Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
                 tracing::debug!(target: "ws_token_auth", outcome = "authenticated", %token_id, credential = %kind);
-                Ok(Identity::User(AuthenticatedUser::new(
-                    found.user,
-                    token,
-                    kind,
-                    found.expires_at,
-                )))
+                Ok(Identity::User(AuthenticatedUser::new(found.user, token, kind, found.expires_at)))
             }
             Ok(_) if self.config.optional => {
                 tracing::debug!(target: "ws_token_auth", outcome = "anonymous", reason = "invalid_token", %token_id);
-                Ok(Identity::Anonymous(Anonymous::new(
-                    AnonymousReason::InvalidToken,
-                )))
+                Ok(Identity::Anonymous(Anonymous::new(AnonymousReason::InvalidToken)))
             }
             Ok(_) => {
                 tracing::debug!(target: "ws_token_auth", outcome = "rejected", reason = "invalid_token", %token_id);

@@ -83,12 +83,7 @@ impl TokenSource {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self(Source::Authorization(
-            schemes
-                .into_iter()
-                .map(|s| s.into().into_boxed_str())
-                .collect(),
-        ))
+        Self(Source::Authorization(schemes.into_iter().map(|s| s.into().into_boxed_str()).collect()))
     }
 
     /// An entry of `Sec-WebSocket-Protocol` that starts with `prefix`; the
@@ -133,12 +128,7 @@ impl TokenSource {
         }
     }
 
-    fn find(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-        max: usize,
-    ) -> Result<Option<Arc<str>>, ExtractError> {
+    fn find(&self, headers: &HeaderMap, uri: &Uri, max: usize) -> Result<Option<Arc<str>>, ExtractError> {
         let mut found = Found::new(self.kind(), max);
         match &self.0 {
             Source::Cookie(name) => {
@@ -153,15 +143,9 @@ impl TokenSource {
             }
             Source::Authorization(schemes) => {
                 for line in headers.get_all(AUTHORIZATION) {
-                    let mut words = line
-                        .as_bytes()
-                        .split(|b| *b == b' ')
-                        .filter(|w| !w.is_empty());
+                    let mut words = line.as_bytes().split(|b| *b == b' ').filter(|w| !w.is_empty());
                     let Some(scheme) = words.next() else { continue };
-                    if !schemes
-                        .iter()
-                        .any(|s| s.as_bytes().eq_ignore_ascii_case(scheme))
-                    {
+                    if !schemes.iter().any(|s| s.as_bytes().eq_ignore_ascii_case(scheme)) {
                         continue;
                     }
                     let value = words.next().unwrap_or_default();
@@ -202,11 +186,7 @@ struct Found {
 
 impl Found {
     fn new(kind: CredentialKind, max: usize) -> Self {
-        Self {
-            kind,
-            max,
-            value: None,
-        }
+        Self { kind, max, value: None }
     }
 
     fn offer(&mut self, raw: &[u8]) -> Result<(), ExtractError> {
@@ -215,10 +195,7 @@ impl Found {
             return Ok(()); // `key=`: a cleared credential counts as none
         }
         if raw.len() > self.max {
-            return Err(ExtractError::TooLong {
-                kind,
-                max: self.max,
-            });
+            return Err(ExtractError::TooLong { kind, max: self.max });
         }
         check_token_bytes(raw).map_err(|e| match e {
             InvalidToken::Empty | InvalidToken::InvalidByte => ExtractError::InvalidBytes { kind },
@@ -349,10 +326,7 @@ pub struct Extractor {
 
 impl Default for Extractor {
     fn default() -> Self {
-        Self::new([
-            TokenSource::cookie(DEFAULT_COOKIE_NAME),
-            TokenSource::authorization(["Token", "Bearer"]),
-        ])
+        Self::new([TokenSource::cookie(DEFAULT_COOKIE_NAME), TokenSource::authorization(["Token", "Bearer"])])
     }
 }
 
@@ -367,10 +341,7 @@ impl Extractor {
     /// ```
     #[must_use]
     pub fn new(sources: impl IntoIterator<Item = TokenSource>) -> Self {
-        Self {
-            sources: sources.into_iter().collect(),
-            max_token_len: DEFAULT_MAX_TOKEN_LEN,
-        }
+        Self { sources: sources.into_iter().collect(), max_token_len: DEFAULT_MAX_TOKEN_LEN }
     }
 
     /// Sets the longest token accepted, in bytes; a longer one is malformed.
@@ -383,6 +354,16 @@ impl Extractor {
     pub fn max_token_len(mut self, max: usize) -> Self {
         self.max_token_len = max;
         self
+    }
+
+    /// The prefix of the first subprotocol source, if there is one: entries
+    /// starting with it carry a token and must never be echoed.
+    #[must_use]
+    pub fn subprotocol_prefix(&self) -> Option<&str> {
+        self.sources.iter().find_map(|s| match &s.0 {
+            Source::Subprotocol(prefix) => Some(&**prefix),
+            _ => None,
+        })
     }
 
     /// The longest token accepted, in bytes.
@@ -402,18 +383,11 @@ impl Extractor {
     /// # Errors
     /// [`ExtractError`] when a source tried before any token was found holds
     /// something that is not a token.
-    pub fn extract(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Option<Credential>, ExtractError> {
+    pub fn extract(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<Credential>, ExtractError> {
         for source in &self.sources {
             if let Some(value) = source.find(headers, uri, self.max_token_len)? {
                 let token = Token::from_checked(value);
-                return Ok(Some(Credential {
-                    token,
-                    kind: source.kind(),
-                }));
+                return Ok(Some(Credential { token, kind: source.kind() }));
             }
         }
         Ok(None)
@@ -423,10 +397,7 @@ impl Extractor {
     ///
     /// # Errors
     /// As [`extract`](Self::extract).
-    pub fn extract_parts(
-        &self,
-        parts: &http::request::Parts,
-    ) -> Result<Option<Credential>, ExtractError> {
+    pub fn extract_parts(&self, parts: &http::request::Parts) -> Result<Option<Credential>, ExtractError> {
         self.extract(&parts.headers, &parts.uri)
     }
 }
@@ -444,17 +415,14 @@ impl Extractor {
 /// let offered: Vec<_> = offered_protocols(&headers, "token.").collect();
 /// assert_eq!(offered, ["chat.v1"]);
 /// ```
-pub fn offered_protocols<'a>(
-    headers: &'a HeaderMap,
-    token_prefix: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
+pub fn offered_protocols<'a>(headers: &'a HeaderMap, token_prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|line| line.to_str().ok())
         .flat_map(|line| line.split(','))
         .map(|entry| entry.trim_matches([' ', '\t']))
-        .filter(move |entry| !entry.is_empty() && !entry.starts_with(token_prefix))
+        .filter(move |entry| !entry.is_empty() && (token_prefix.is_empty() || !entry.starts_with(token_prefix)))
 }
 
 #[cfg(test)]
@@ -497,186 +465,61 @@ mod tests {
         let over_limit = format!("key={}", "b".repeat(257));
         let cookie_t = format!("key={T}");
         let rows: Vec<(&str, Headers<'_>, Want)> = vec![
-            (
-                "plain cookie",
-                vec![("cookie", cookie_t.as_bytes())],
-                Token(T, Cookie),
-            ),
-            (
-                "among others",
-                vec![("cookie", b"a=1; key=tok; b=2")],
-                Token("tok", Cookie),
-            ),
-            (
-                "no spaces",
-                vec![("cookie", b"a=1;key=tok;b=2")],
-                Token("tok", Cookie),
-            ),
-            (
-                "spaces around",
-                vec![("cookie", b"a=1;  key = tok ;b=2")],
-                Token("tok", Cookie),
-            ),
+            ("plain cookie", vec![("cookie", cookie_t.as_bytes())], Token(T, Cookie)),
+            ("among others", vec![("cookie", b"a=1; key=tok; b=2")], Token("tok", Cookie)),
+            ("no spaces", vec![("cookie", b"a=1;key=tok;b=2")], Token("tok", Cookie)),
+            ("spaces around", vec![("cookie", b"a=1;  key = tok ;b=2")], Token("tok", Cookie)),
             ("monkey is not key", vec![("cookie", b"monkey=tok")], Absent),
             ("keys is not key", vec![("cookie", b"keys=tok")], Absent),
             ("Key is not key", vec![("cookie", b"Key=tok")], Absent),
             ("KEY is not key", vec![("cookie", b"KEY=tok")], Absent),
-            (
-                "prefix in value",
-                vec![("cookie", b"monkey=key=tok")],
-                Absent,
-            ),
-            (
-                "decoys around",
-                vec![("cookie", b"monkey=x; keys=y; key=tok; Key=z")],
-                Token("tok", Cookie),
-            ),
-            (
-                "two lines",
-                vec![("cookie", b"a=1"), ("cookie", b"key=tok")],
-                Token("tok", Cookie),
-            ),
-            (
-                "same twice",
-                vec![("cookie", b"key=tok; key=tok")],
-                Token("tok", Cookie),
-            ),
-            (
-                "same on two lines",
-                vec![("cookie", b"key=tok"), ("cookie", b"key=tok")],
-                Token("tok", Cookie),
-            ),
-            (
-                "conflicting",
-                vec![("cookie", b"key=a; key=b")],
-                Error(ExtractError::Conflicting { kind: Cookie }),
-            ),
+            ("prefix in value", vec![("cookie", b"monkey=key=tok")], Absent),
+            ("decoys around", vec![("cookie", b"monkey=x; keys=y; key=tok; Key=z")], Token("tok", Cookie)),
+            ("two lines", vec![("cookie", b"a=1"), ("cookie", b"key=tok")], Token("tok", Cookie)),
+            ("same twice", vec![("cookie", b"key=tok; key=tok")], Token("tok", Cookie)),
+            ("same on two lines", vec![("cookie", b"key=tok"), ("cookie", b"key=tok")], Token("tok", Cookie)),
+            ("conflicting", vec![("cookie", b"key=a; key=b")], Error(ExtractError::Conflicting { kind: Cookie })),
             (
                 "conflicting across lines",
                 vec![("cookie", b"key=a"), ("cookie", b"key=b")],
                 Error(ExtractError::Conflicting { kind: Cookie }),
             ),
-            (
-                "quoted",
-                vec![("cookie", b"key=\"tok\"")],
-                Token("tok", Cookie),
-            ),
-            (
-                "quoted equals plain",
-                vec![("cookie", b"key=\"tok\"; key=tok")],
-                Token("tok", Cookie),
-            ),
+            ("quoted", vec![("cookie", b"key=\"tok\"")], Token("tok", Cookie)),
+            ("quoted equals plain", vec![("cookie", b"key=\"tok\"; key=tok")], Token("tok", Cookie)),
             ("empty", vec![("cookie", b"key=")], Absent),
             ("empty quoted", vec![("cookie", b"key=\"\"")], Absent),
-            (
-                "empty beside value",
-                vec![("cookie", b"key=; key=tok")],
-                Token("tok", Cookie),
-            ),
+            ("empty beside value", vec![("cookie", b"key=; key=tok")], Token("tok", Cookie)),
             ("no equals sign", vec![("cookie", b"key")], Absent),
-            (
-                "garbage around",
-                vec![("cookie", b";;=x; ;key=tok;=;")],
-                Token("tok", Cookie),
-            ),
-            (
-                "8 KiB value",
-                vec![("cookie", long.as_bytes())],
-                Error(ExtractError::TooLong {
-                    kind: Cookie,
-                    max: 256,
-                }),
-            ),
-            (
-                "at the limit",
-                vec![("cookie", at_limit.as_bytes())],
-                Token(String::leak("b".repeat(256)), Cookie),
-            ),
+            ("garbage around", vec![("cookie", b";;=x; ;key=tok;=;")], Token("tok", Cookie)),
+            ("8 KiB value", vec![("cookie", long.as_bytes())], Error(ExtractError::TooLong { kind: Cookie, max: 256 })),
+            ("at the limit", vec![("cookie", at_limit.as_bytes())], Token(String::leak("b".repeat(256)), Cookie)),
             (
                 "over the limit",
                 vec![("cookie", over_limit.as_bytes())],
-                Error(ExtractError::TooLong {
-                    kind: Cookie,
-                    max: 256,
-                }),
+                Error(ExtractError::TooLong { kind: Cookie, max: 256 }),
             ),
-            (
-                "tab inside",
-                vec![("cookie", b"key=to\tk")],
-                Error(ExtractError::InvalidBytes { kind: Cookie }),
-            ),
-            (
-                "space inside",
-                vec![("cookie", b"key=to k")],
-                Error(ExtractError::InvalidBytes { kind: Cookie }),
-            ),
-            (
-                "obs-text byte",
-                vec![("cookie", b"key=to\xe9k")],
-                Error(ExtractError::InvalidBytes { kind: Cookie }),
-            ),
-            (
-                "UTF-8 value",
-                vec![("cookie", "key=tök".as_bytes())],
-                Error(ExtractError::InvalidBytes { kind: Cookie }),
-            ),
-            (
-                "non-UTF-8 other cookie",
-                vec![("cookie", b"pref=\xff\xfe; key=tok")],
-                Token("tok", Cookie),
-            ),
-            (
-                "authorization Token",
-                vec![("authorization", b"Token tok")],
-                Token("tok", Authorization),
-            ),
-            (
-                "authorization Bearer",
-                vec![("authorization", b"Bearer tok")],
-                Token("tok", Authorization),
-            ),
-            (
-                "scheme any case",
-                vec![("authorization", b"tOKEN tok")],
-                Token("tok", Authorization),
-            ),
-            (
-                "extra spaces",
-                vec![("authorization", b"Token   tok ")],
-                Token("tok", Authorization),
-            ),
-            (
-                "other scheme",
-                vec![("authorization", b"Basic dXNlcjpwYXNz")],
-                Absent,
-            ),
-            (
-                "scheme prefix",
-                vec![("authorization", b"Tokens tok")],
-                Absent,
-            ),
+            ("tab inside", vec![("cookie", b"key=to\tk")], Error(ExtractError::InvalidBytes { kind: Cookie })),
+            ("space inside", vec![("cookie", b"key=to k")], Error(ExtractError::InvalidBytes { kind: Cookie })),
+            ("obs-text byte", vec![("cookie", b"key=to\xe9k")], Error(ExtractError::InvalidBytes { kind: Cookie })),
+            ("UTF-8 value", vec![("cookie", "key=tök".as_bytes())], Error(ExtractError::InvalidBytes { kind: Cookie })),
+            ("non-UTF-8 other cookie", vec![("cookie", b"pref=\xff\xfe; key=tok")], Token("tok", Cookie)),
+            ("authorization Token", vec![("authorization", b"Token tok")], Token("tok", Authorization)),
+            ("authorization Bearer", vec![("authorization", b"Bearer tok")], Token("tok", Authorization)),
+            ("scheme any case", vec![("authorization", b"tOKEN tok")], Token("tok", Authorization)),
+            ("extra spaces", vec![("authorization", b"Token   tok ")], Token("tok", Authorization)),
+            ("other scheme", vec![("authorization", b"Basic dXNlcjpwYXNz")], Absent),
+            ("scheme prefix", vec![("authorization", b"Tokens tok")], Absent),
             ("scheme only", vec![("authorization", b"Token")], Absent),
-            (
-                "two values",
-                vec![("authorization", b"Token a b")],
-                Error(ExtractError::MalformedAuthorization),
-            ),
+            ("two values", vec![("authorization", b"Token a b")], Error(ExtractError::MalformedAuthorization)),
             (
                 "bad bytes",
                 vec![("authorization", b"Token t\tk")],
-                Error(ExtractError::InvalidBytes {
-                    kind: Authorization,
-                }),
+                Error(ExtractError::InvalidBytes { kind: Authorization }),
             ),
             (
                 "two headers",
-                vec![
-                    ("authorization", b"Token a"),
-                    ("authorization", b"Bearer b"),
-                ],
-                Error(ExtractError::Conflicting {
-                    kind: Authorization,
-                }),
+                vec![("authorization", b"Token a"), ("authorization", b"Bearer b")],
+                Error(ExtractError::Conflicting { kind: Authorization }),
             ),
             (
                 "cookie before authorization",
@@ -690,18 +533,11 @@ mod tests {
             ),
             (
                 "malformed cookie is not skipped",
-                vec![
-                    ("authorization", b"Token auth"),
-                    ("cookie", b"key=a; key=b"),
-                ],
+                vec![("authorization", b"Token auth"), ("cookie", b"key=a; key=b")],
                 Error(ExtractError::Conflicting { kind: Cookie }),
             ),
             ("nothing", vec![("host", b"example.com")], Absent),
-            (
-                "subprotocol is not a default source",
-                vec![("sec-websocket-protocol", b"chat, token.tok")],
-                Absent,
-            ),
+            ("subprotocol is not a default source", vec![("sec-websocket-protocol", b"chat, token.tok")], Absent),
         ];
         let extractor = Extractor::default();
         for (name, headers, want) in rows {
@@ -711,75 +547,29 @@ mod tests {
 
     #[test]
     fn subprotocol_and_query_sources() {
-        let extractor = Extractor::new([
-            TokenSource::subprotocol("token."),
-            TokenSource::query("access_token"),
-        ]);
+        let extractor = Extractor::new([TokenSource::subprotocol("token."), TokenSource::query("access_token")]);
         let rows: Vec<(&str, Headers<'_>, &str, Want)> = vec![
-            (
-                "offer",
-                vec![("sec-websocket-protocol", b"chat, token.tok")],
-                "/ws",
-                Token("tok", Subprotocol),
-            ),
-            (
-                "first offer",
-                vec![("sec-websocket-protocol", b"token.tok,chat")],
-                "/ws",
-                Token("tok", Subprotocol),
-            ),
+            ("offer", vec![("sec-websocket-protocol", b"chat, token.tok")], "/ws", Token("tok", Subprotocol)),
+            ("first offer", vec![("sec-websocket-protocol", b"token.tok,chat")], "/ws", Token("tok", Subprotocol)),
             (
                 "two lines",
-                vec![
-                    ("sec-websocket-protocol", b"chat"),
-                    ("sec-websocket-protocol", b" token.tok "),
-                ],
+                vec![("sec-websocket-protocol", b"chat"), ("sec-websocket-protocol", b" token.tok ")],
                 "/ws",
                 Token("tok", Subprotocol),
             ),
-            (
-                "prefix only",
-                vec![("sec-websocket-protocol", b"chat, token.")],
-                "/ws",
-                Absent,
-            ),
-            (
-                "case matters",
-                vec![("sec-websocket-protocol", b"Token.tok")],
-                "/ws",
-                Absent,
-            ),
+            ("prefix only", vec![("sec-websocket-protocol", b"chat, token.")], "/ws", Absent),
+            ("case matters", vec![("sec-websocket-protocol", b"Token.tok")], "/ws", Absent),
             (
                 "two tokens",
                 vec![("sec-websocket-protocol", b"token.a, token.b")],
                 "/ws",
                 Error(ExtractError::Conflicting { kind: Subprotocol }),
             ),
-            (
-                "query",
-                vec![],
-                "/ws?room=1&access_token=tok",
-                Token("tok", Query),
-            ),
-            (
-                "query decoded",
-                vec![],
-                "/ws?access_token=t%2Fk",
-                Token("t/k", Query),
-            ),
-            (
-                "query name exact",
-                vec![],
-                "/ws?xaccess_token=tok&access_tokens=tok",
-                Absent,
-            ),
+            ("query", vec![], "/ws?room=1&access_token=tok", Token("tok", Query)),
+            ("query decoded", vec![], "/ws?access_token=t%2Fk", Token("t/k", Query)),
+            ("query name exact", vec![], "/ws?xaccess_token=tok&access_tokens=tok", Absent),
             ("query empty", vec![], "/ws?access_token=", Absent),
-            (
-                "query plus is space",
-                vec![],
-                "/ws?access_token=a+b",
-                Error(ExtractError::InvalidBytes { kind: Query }),
-            ),
+            ("query plus is space", vec![], "/ws?access_token=a+b", Error(ExtractError::InvalidBytes { kind: Query })),
             (
                 "query twice",
                 vec![],
@@ -792,12 +582,7 @@ mod tests {
                 "/ws?access_token=q",
                 Token("sub", Subprotocol),
             ),
-            (
-                "cookie not configured",
-                vec![("cookie", b"key=tok")],
-                "/ws",
-                Absent,
-            ),
+            ("cookie not configured", vec![("cookie", b"key=tok")], "/ws", Absent),
         ];
         for (name, headers, uri, want) in rows {
             assert_eq!(run(&extractor, &headers, uri), want, "row {name:?}");
@@ -806,30 +591,15 @@ mod tests {
 
     #[test]
     fn custom_cookie_name_schemes_and_limit() {
-        let extractor = Extractor::new([
-            TokenSource::cookie("sessionid"),
-            TokenSource::authorization(["ApiKey"]),
-        ])
-        .max_token_len(4);
-        assert_eq!(
-            run(&extractor, &[("cookie", b"key=abc; sessionid=abcd")], "/"),
-            Token("abcd", Cookie)
-        );
+        let extractor =
+            Extractor::new([TokenSource::cookie("sessionid"), TokenSource::authorization(["ApiKey"])]).max_token_len(4);
+        assert_eq!(run(&extractor, &[("cookie", b"key=abc; sessionid=abcd")], "/"), Token("abcd", Cookie));
         assert_eq!(
             run(&extractor, &[("cookie", b"sessionid=abcde")], "/"),
-            Error(ExtractError::TooLong {
-                kind: Cookie,
-                max: 4
-            })
+            Error(ExtractError::TooLong { kind: Cookie, max: 4 })
         );
-        assert_eq!(
-            run(&extractor, &[("authorization", b"apikey abc")], "/"),
-            Token("abc", Authorization)
-        );
-        assert_eq!(
-            run(&extractor, &[("authorization", b"Token abc")], "/"),
-            Absent
-        );
+        assert_eq!(run(&extractor, &[("authorization", b"apikey abc")], "/"), Token("abc", Authorization));
+        assert_eq!(run(&extractor, &[("authorization", b"Token abc")], "/"), Absent);
     }
 
     #[test]
@@ -843,9 +613,7 @@ mod tests {
         for row in rows {
             let mut headers = HeaderMap::new();
             headers.insert(COOKIE, http::HeaderValue::from_str(&row).unwrap());
-            let error = Extractor::default()
-                .extract(&headers, &Uri::from_static("/"))
-                .unwrap_err();
+            let error = Extractor::default().extract(&headers, &Uri::from_static("/")).unwrap_err();
             assert!(!format!("{error} {error:?}").contains(secret), "{error:?}");
         }
     }
@@ -853,14 +621,8 @@ mod tests {
     #[test]
     fn offered_protocols_skip_token_entries() {
         let mut headers = HeaderMap::new();
-        headers.append(
-            SEC_WEBSOCKET_PROTOCOL,
-            "chat.v2, token.abc".parse().unwrap(),
-        );
+        headers.append(SEC_WEBSOCKET_PROTOCOL, "chat.v2, token.abc".parse().unwrap());
         headers.append(SEC_WEBSOCKET_PROTOCOL, " ,chat.v1".parse().unwrap());
-        assert_eq!(
-            offered_protocols(&headers, "token.").collect::<Vec<_>>(),
-            ["chat.v2", "chat.v1"]
-        );
+        assert_eq!(offered_protocols(&headers, "token.").collect::<Vec<_>>(), ["chat.v2", "chat.v1"]);
     }
 }

@@ -42,18 +42,8 @@ pub struct AuthenticatedUser<U> {
 impl<U> AuthenticatedUser<U> {
     /// An authenticated user, for servers that authenticate a request
     /// themselves and for tests.
-    pub fn new(
-        user: U,
-        token: Token,
-        kind: CredentialKind,
-        expires_at: Option<SystemTime>,
-    ) -> Self {
-        Self {
-            user,
-            expires_at,
-            token,
-            kind,
-        }
+    pub fn new(user: U, token: Token, kind: CredentialKind, expires_at: Option<SystemTime>) -> Self {
+        Self { user, expires_at, token, kind }
     }
 
     /// The token the request presented.
@@ -145,6 +135,12 @@ impl<U: Clone + Send + Sync + 'static> Identity<U> {
                 extensions.insert(*anonymous);
             }
         }
+        extensions.insert(IdentityMarker);
         extensions.insert(self);
     }
 }
+
+/// Says that the layer ran, whatever the user type: lets extractors that do
+/// not know `U` tell "authenticated" from "no layer".
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdentityMarker;

@@ -46,8 +46,8 @@
 //!
 //! | name | description | default? |
 //! | --- | --- | --- |
-//! | `axum` | axum extractors (reserved, in progress) | no |
-//! | `tungstenite` | raw tokio-tungstenite adapter (reserved, in progress) | no |
+//! | `axum` | [`axum`](crate::axum) extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
+//! | `tungstenite` | [`tungstenite`](crate::tungstenite): authenticate inside a raw tokio-tungstenite accept loop | no |
 //! | `sqlite`, `postgres` | `SqlTokenStore` over sqlx (reserved, in progress) | no |
 //! | `redis` | `RedisTokenStore` and cross-node revocation (reserved, in progress) | no |
 //! | `cache` | `CachedTokenStore` over moka (reserved, in progress) | no |
@@ -62,6 +62,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod extract;
 mod identity;
 mod layer;
@@ -69,6 +72,9 @@ pub mod origin;
 pub mod rejection;
 pub mod store;
 mod token;
+#[cfg(feature = "tungstenite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
+pub mod tungstenite;
 
 pub use authenticator::{Authenticator, DEFAULT_STORE_TIMEOUT};
 pub use identity::{Anonymous, AnonymousReason, AuthenticatedUser, Identity};

@@ -59,12 +59,7 @@ impl OriginPolicy {
     /// Accepts an origin whose host and port equal the request's `Host`.
     #[must_use]
     pub fn same_host() -> Self {
-        Self {
-            same_host: true,
-            any: false,
-            allowed: Vec::new(),
-            refuse_missing: false,
-        }
+        Self { same_host: true, any: false, allowed: Vec::new(), refuse_missing: false }
     }
 
     /// Accepts only the listed origins: `scheme://host[:port]`, where the host
@@ -85,10 +80,7 @@ impl OriginPolicy {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut policy = Self {
-            same_host: false,
-            ..Self::same_host()
-        };
+        let mut policy = Self { same_host: false, ..Self::same_host() };
         for pattern in patterns {
             policy = policy.allow(pattern.as_ref())?;
         }
@@ -103,10 +95,7 @@ impl OriginPolicy {
     /// something else checks the origin.
     #[must_use]
     pub fn any() -> Self {
-        Self {
-            any: true,
-            ..Self::same_host()
-        }
+        Self { any: true, ..Self::same_host() }
     }
 
     /// Also accepts `pattern` (as in [`allowlist`](Self::allowlist)).
@@ -166,11 +155,7 @@ impl OriginPolicy {
     /// [`OriginError`] saying why the origin is refused.
     pub fn check(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), OriginError> {
         let Some(origin) = origin else {
-            return if self.refuse_missing {
-                Err(OriginError::Missing)
-            } else {
-                Ok(())
-            };
+            return if self.refuse_missing { Err(OriginError::Missing) } else { Ok(()) };
         };
         if self.any {
             return Ok(());
@@ -179,15 +164,8 @@ impl OriginPolicy {
             return Err(OriginError::Opaque);
         }
         let origin = Origin::parse(origin).ok_or(OriginError::Malformed)?;
-        let same_host = self.same_host
-            && host
-                .and_then(Authority::parse)
-                .is_some_and(|h| origin.is_on(&h));
-        if same_host || self.allowed.iter().any(|p| p.matches(&origin)) {
-            Ok(())
-        } else {
-            Err(OriginError::NotAllowed)
-        }
+        let same_host = self.same_host && host.and_then(Authority::parse).is_some_and(|h| origin.is_on(&h));
+        if same_host || self.allowed.iter().any(|p| p.matches(&origin)) { Ok(()) } else { Err(OriginError::NotAllowed) }
     }
 }
 
@@ -212,9 +190,7 @@ pub enum OriginError {
 /// A pattern given to [`OriginPolicy::allowlist`] or [`OriginPolicy::allow`] is
 /// not an origin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid origin pattern {pattern:?}: expected scheme://host[:port], the host optionally starting with `*.`"
-)]
+#[error("invalid origin pattern {pattern:?}: expected scheme://host[:port], the host optionally starting with `*.`")]
 pub struct OriginPatternError {
     pattern: String,
 }
@@ -238,14 +214,10 @@ struct OriginPattern {
 
 impl OriginPattern {
     fn parse(pattern: &str) -> Result<Self, OriginPatternError> {
-        let error = || OriginPatternError {
-            pattern: pattern.to_owned(),
-        };
+        let error = || OriginPatternError { pattern: pattern.to_owned() };
         let origin = Origin::parse(pattern).ok_or_else(error)?;
         let (host, subdomains) = match origin.authority.host.strip_prefix("*.") {
-            Some(rest) if !rest.is_empty() && !rest.contains('*') => {
-                (&origin.authority.host[1..], true)
-            }
+            Some(rest) if !rest.is_empty() && !rest.contains('*') => (&origin.authority.host[1..], true),
             Some(_) => return Err(error()),
             None if origin.authority.host.contains('*') => return Err(error()),
             None => (origin.authority.host, false),
@@ -267,9 +239,7 @@ impl OriginPattern {
         } else {
             host.eq_ignore_ascii_case(&self.host)
         };
-        host_matches
-            && origin.scheme.eq_ignore_ascii_case(&self.scheme)
-            && origin.port() == self.port
+        host_matches && origin.scheme.eq_ignore_ascii_case(&self.scheme) && origin.port() == self.port
     }
 }
 
@@ -288,10 +258,7 @@ impl<'a> Origin<'a> {
         {
             return None;
         }
-        Some(Self {
-            scheme,
-            authority: Authority::parse(rest)?,
-        })
+        Some(Self { scheme, authority: Authority::parse(rest)? })
     }
 
     /// The explicit port, or the scheme's default.
@@ -328,11 +295,7 @@ impl<'a> Authority<'a> {
             let end = s.find(']')?;
             let (host, rest) = s.split_at(end + 1);
             let inner = &host[1..host.len() - 1];
-            if inner.is_empty()
-                || !inner
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
-            {
+            if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.')) {
                 return None;
             }
             match rest {
@@ -346,18 +309,14 @@ impl<'a> Authority<'a> {
             }
         };
         let host_ok = !host.is_empty()
-            && host.bytes().all(|b| {
-                b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@' | b':' | b'\\')
-            })
+            && host.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@' | b':' | b'\\'))
             || host.starts_with('[');
         if !host_ok {
             return None;
         }
         let port = match port {
             None => None,
-            Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(p.parse().ok()?)
-            }
+            Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
             Some(_) => return None,
         };
         Some(Self { host, port })
@@ -379,143 +338,65 @@ mod tests {
             (Some("http://localhost:8000"), "localhost:8000", Ok(())),
             (Some("http://LOCALHOST:8000"), "localhost:8000", Ok(())),
             (Some("HTTP://localhost:8000"), "Localhost:8000", Ok(())),
-            (
-                Some("http://localhost:3000"),
-                "localhost:8000",
-                Err(NotAllowed),
-            ),
+            (Some("http://localhost:3000"), "localhost:8000", Err(NotAllowed)),
             (Some("http://localhost"), "localhost:80", Ok(())),
             (Some("http://localhost:80"), "localhost", Ok(())),
             (Some("https://chat.example.com"), "chat.example.com", Ok(())),
-            (
-                Some("https://chat.example.com:443"),
-                "chat.example.com",
-                Ok(()),
-            ),
-            (
-                Some("https://chat.example.com"),
-                "chat.example.com:443",
-                Ok(()),
-            ),
-            (
-                Some("https://chat.example.com"),
-                "chat.example.com:8443",
-                Err(NotAllowed),
-            ),
-            (
-                Some("http://chat.example.com"),
-                "chat.example.com:443",
-                Err(NotAllowed),
-            ),
-            (
-                Some("https://evil.example"),
-                "chat.example.com",
-                Err(NotAllowed),
-            ),
-            (
-                Some("https://chat.example.com.evil.example"),
-                "chat.example.com",
-                Err(NotAllowed),
-            ),
+            (Some("https://chat.example.com:443"), "chat.example.com", Ok(())),
+            (Some("https://chat.example.com"), "chat.example.com:443", Ok(())),
+            (Some("https://chat.example.com"), "chat.example.com:8443", Err(NotAllowed)),
+            (Some("http://chat.example.com"), "chat.example.com:443", Err(NotAllowed)),
+            (Some("https://evil.example"), "chat.example.com", Err(NotAllowed)),
+            (Some("https://chat.example.com.evil.example"), "chat.example.com", Err(NotAllowed)),
             (Some("http://[::1]:8000"), "[::1]:8000", Ok(())),
             (Some("http://[::1]:8000"), "[::1]:8001", Err(NotAllowed)),
             (Some("http://[::1]"), "[::1]", Ok(())),
-            (
-                Some("http://[2001:DB8::1]:8000"),
-                "[2001:db8::1]:8000",
-                Ok(()),
-            ),
-            (
-                Some("http://127.0.0.1:8000"),
-                "localhost:8000",
-                Err(NotAllowed),
-            ),
+            (Some("http://[2001:DB8::1]:8000"), "[2001:db8::1]:8000", Ok(())),
+            (Some("http://127.0.0.1:8000"), "localhost:8000", Err(NotAllowed)),
             (Some("null"), "localhost:8000", Err(Opaque)),
             (None, "localhost:8000", Ok(())),
             (Some(""), "localhost:8000", Err(Malformed)),
             (Some("localhost:8000"), "localhost:8000", Err(Malformed)),
-            (
-                Some("http://localhost:8000/"),
-                "localhost:8000",
-                Err(Malformed),
-            ),
-            (
-                Some("http://user@localhost:8000"),
-                "localhost:8000",
-                Err(Malformed),
-            ),
+            (Some("http://localhost:8000/"), "localhost:8000", Err(Malformed)),
+            (Some("http://user@localhost:8000"), "localhost:8000", Err(Malformed)),
             (Some("http://localhost:"), "localhost", Err(Malformed)),
-            (
-                Some("http://localhost:99999"),
-                "localhost:99999",
-                Err(Malformed),
-            ),
+            (Some("http://localhost:99999"), "localhost:99999", Err(Malformed)),
             (Some("http://[::1"), "[::1]", Err(Malformed)),
             (Some("http://[::1]x"), "[::1]", Err(Malformed)),
             (Some("http://localhost:8000"), "", Err(NotAllowed)),
         ];
         for (origin, host, expected) in rows {
-            assert_eq!(
-                same_host(*origin, host),
-                *expected,
-                "Origin {origin:?}, Host {host:?}"
-            );
+            assert_eq!(same_host(*origin, host), *expected, "Origin {origin:?}, Host {host:?}");
         }
     }
 
     #[test]
     fn no_host_header_refuses_every_origin_under_same_host() {
-        assert_eq!(
-            OriginPolicy::same_host().check(Some("http://a"), None),
-            Err(OriginError::NotAllowed)
-        );
+        assert_eq!(OriginPolicy::same_host().check(Some("http://a"), None), Err(OriginError::NotAllowed));
     }
 
     #[test]
     fn allowlist_exact_and_subdomain() {
-        let policy = OriginPolicy::allowlist([
-            "https://app.example.com",
-            "https://*.example.org",
-            "http://[::1]:5173",
-        ])
-        .unwrap();
+        let policy =
+            OriginPolicy::allowlist(["https://app.example.com", "https://*.example.org", "http://[::1]:5173"]).unwrap();
         let host = Some("api.internal:8000");
         assert!(policy.check(Some("https://app.example.com"), host).is_ok());
-        assert!(
-            policy
-                .check(Some("https://APP.example.com:443"), host)
-                .is_ok()
-        );
+        assert!(policy.check(Some("https://APP.example.com:443"), host).is_ok());
         assert!(policy.check(Some("http://app.example.com"), host).is_err());
-        assert!(
-            policy
-                .check(Some("https://app.example.com:8443"), host)
-                .is_err()
-        );
+        assert!(policy.check(Some("https://app.example.com:8443"), host).is_err());
         assert!(policy.check(Some("https://a.example.org"), host).is_ok());
         assert!(policy.check(Some("https://a.b.EXAMPLE.org"), host).is_ok());
         assert!(policy.check(Some("https://example.org"), host).is_err());
         assert!(policy.check(Some("https://badexample.org"), host).is_err());
         assert!(policy.check(Some("http://[::1]:5173"), host).is_ok());
         // The allowlist alone does not accept the server's own host.
-        assert!(
-            policy
-                .check(Some("http://api.internal:8000"), host)
-                .is_err()
-        );
+        assert!(policy.check(Some("http://api.internal:8000"), host).is_err());
     }
 
     #[test]
     fn bad_patterns_fail_in_the_builder() {
-        for bad in [
-            "",
-            "example.com",
-            "https://",
-            "https://ex*ample.com",
-            "https://*.",
-            "https://*.*.a",
-            "https://a/b",
-        ] {
+        for bad in ["", "example.com", "https://", "https://ex*ample.com", "https://*.", "https://*.*.a", "https://a/b"]
+        {
             let err = OriginPolicy::allowlist([bad]).unwrap_err();
             assert_eq!(err.pattern(), bad);
         }
@@ -527,10 +408,7 @@ mod tests {
         assert!(any.check(Some("null"), Some("h")).is_ok());
         assert!(any.check(Some("https://evil.example"), Some("h")).is_ok());
         assert!(any.check(None, Some("h")).is_ok());
-        assert_eq!(
-            any.refuse_missing_origin().check(None, Some("h")),
-            Err(OriginError::Missing)
-        );
+        assert_eq!(any.refuse_missing_origin().check(None, Some("h")), Err(OriginError::Missing));
     }
 
     #[test]
@@ -542,9 +420,6 @@ mod tests {
         let uri: Uri = "https://chat.example.com/ws".parse().unwrap();
         assert!(policy.check_request(&headers, &uri).is_ok());
         headers.append(ORIGIN, "https://chat.example.com".parse().unwrap());
-        assert_eq!(
-            policy.check_request(&headers, &uri),
-            Err(OriginError::Malformed)
-        );
+        assert_eq!(policy.check_request(&headers, &uri), Err(OriginError::Malformed));
     }
 }

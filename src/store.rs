@@ -56,20 +56,14 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// Return `Ok(None)` for an unknown, revoked or expired token, or a user
     /// who may not log in (401), and `Err` when the store cannot answer (503).
-    async fn authenticate(
-        &self,
-        token: &Token,
-    ) -> Result<Option<Authenticated<Self::User>>, StoreError>;
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError>;
 }
 
 #[async_trait]
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     type User = T::User;
 
-    async fn authenticate(
-        &self,
-        token: &Token,
-    ) -> Result<Option<Authenticated<Self::User>>, StoreError> {
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
         (**self).authenticate(token).await
     }
 }
@@ -78,10 +72,7 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
 impl<T: TokenStore + ?Sized> TokenStore for Box<T> {
     type User = T::User;
 
-    async fn authenticate(
-        &self,
-        token: &Token,
-    ) -> Result<Option<Authenticated<Self::User>>, StoreError> {
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
         (**self).authenticate(token).await
     }
 }
@@ -110,10 +101,7 @@ pub struct Authenticated<U> {
 impl<U> Authenticated<U> {
     /// A user whose token does not expire.
     pub fn new(user: U) -> Self {
-        Self {
-            user,
-            expires_at: None,
-        }
+        Self { user, expires_at: None }
     }
 
     /// Sets when the token expires.

@@ -188,8 +188,7 @@ impl std::str::FromStr for TokenId {
         let mut id = [0u8; 8];
         for (byte, pair) in id.iter_mut().zip(s.chunks_exact(2)) {
             let digit = |c: u8| (c as char).to_digit(16).ok_or(ParseTokenIdError);
-            *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?)
-                .map_err(|_| ParseTokenIdError)?;
+            *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).map_err(|_| ParseTokenIdError)?;
         }
         Ok(Self(id))
     }
@@ -250,13 +249,7 @@ mod tests {
     fn token_id_round_trips_and_rejects_bad_text() {
         let id = Token::generate().id();
         assert_eq!(id.to_string().parse::<TokenId>(), Ok(id));
-        for bad in [
-            "",
-            "abc",
-            "zzzzzzzzzzzzzzzz",
-            "0123456789abcdef0",
-            "+123456789abcdef",
-        ] {
+        for bad in ["", "abc", "zzzzzzzzzzzzzzzz", "0123456789abcdef0", "+123456789abcdef"] {
             assert_eq!(bad.parse::<TokenId>(), Err(ParseTokenIdError), "{bad}");
         }
     }

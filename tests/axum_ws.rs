@@ -11,24 +11,17 @@ use axum::extract::Extension;
 use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use common::{FailingStore, User};
+use common::{User, failing};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
-async fn ws(
-    Extension(user): Extension<AuthenticatedUser<User>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+async fn ws(Extension(user): Extension<AuthenticatedUser<User>>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |mut socket| async move {
         let greeting = format!("hello {}", user.user.name);
-        if socket
-            .send(AxumMessage::Text(greeting.into()))
-            .await
-            .is_err()
-        {
+        if socket.send(AxumMessage::Text(greeting.into())).await.is_err() {
             return;
         }
         while let Some(Ok(message)) = socket.recv().await {
@@ -54,20 +47,11 @@ async fn serve<St: TokenStore<User = User>>(layer: TokenAuthLayer<St>) -> Socket
 async fn connect(
     addr: SocketAddr,
     headers: &[(&str, &str)],
-) -> (
-    StatusCode,
-    Option<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    >,
-) {
+) -> (StatusCode, Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>)
+{
     let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
     for (name, value) in headers {
-        req.headers_mut().append(
-            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
+        req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok((socket, response)) => (response.status(), Some(socket)),
@@ -126,31 +110,11 @@ async fn refusals_over_a_real_socket() {
     let auth = format!("Token {}", token.expose_secret());
     let rows: Vec<(&str, Headers<'_>, StatusCode)> = vec![
         ("no token", vec![], StatusCode::UNAUTHORIZED),
-        (
-            "unknown token",
-            vec![("cookie", "key=0123456789abcdef")],
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "monkey= is not key=",
-            vec![("cookie", &monkey)],
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "two different key cookies",
-            vec![("cookie", "key=a; key=b")],
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "foreign origin",
-            vec![("cookie", &cookie), ("origin", "https://evil.example")],
-            StatusCode::FORBIDDEN,
-        ),
-        (
-            "null origin",
-            vec![("cookie", &cookie), ("origin", "null")],
-            StatusCode::FORBIDDEN,
-        ),
+        ("unknown token", vec![("cookie", "key=0123456789abcdef")], StatusCode::UNAUTHORIZED),
+        ("monkey= is not key=", vec![("cookie", &monkey)], StatusCode::UNAUTHORIZED),
+        ("two different key cookies", vec![("cookie", "key=a; key=b")], StatusCode::BAD_REQUEST),
+        ("foreign origin", vec![("cookie", &cookie), ("origin", "https://evil.example")], StatusCode::FORBIDDEN),
+        ("null origin", vec![("cookie", &cookie), ("origin", "null")], StatusCode::FORBIDDEN),
         (
             "Authorization from a foreign origin",
             vec![("authorization", &auth), ("origin", "https://evil.example")],
@@ -165,7 +129,7 @@ async fn refusals_over_a_real_socket() {
 
 #[tokio::test]
 async fn failing_store_is_503() {
-    let addr = serve(TokenAuthLayer::new(FailingStore)).await;
+    let addr = serve(TokenAuthLayer::new(failing::<User>())).await;
     let (status, socket) = connect(addr, &[("cookie", "key=0123456789abcdef")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(socket.is_none());

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Counting, FailingStore, HangingStore, User};
+use common::{Counting, HangingStore, User, failing};
 use http::{Request, Response, StatusCode, header};
 use tower::{Layer, ServiceExt, service_fn};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
 use ws_token_auth::{
-    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Identity, MemoryTokenStore,
-    OriginPolicy, Rejection, RejectionKind, Token, TokenAuthLayer, TokenStore,
+    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Identity, MemoryTokenStore, OriginPolicy, Rejection,
+    RejectionKind, Token, TokenAuthLayer, TokenStore,
 };
 
 /// What the inner service saw.
@@ -36,11 +36,7 @@ fn inner(
     service_fn(move |req: Request<()>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let ext = req.extensions();
-        let body = match (
-            ext.get::<Identity<User>>(),
-            ext.get::<AuthenticatedUser<User>>(),
-            ext.get::<Anonymous>(),
-        ) {
+        let body = match (ext.get::<Identity<User>>(), ext.get::<AuthenticatedUser<User>>(), ext.get::<Anonymous>()) {
             (Some(Identity::User(a)), Some(b), None) if a.user == b.user => {
                 format!("user {} via {}", b.user.name, b.credential_kind())
             }
@@ -62,11 +58,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let store = Arc::new(Counting::new(MemoryTokenStore::new()));
     let alice = store.inner.issue(User::named(1, "alice"));
-    Fixture {
-        store,
-        alice,
-        seen: Seen::default(),
-    }
+    Fixture { store, alice, seen: Seen::default() }
 }
 
 fn get() -> http::request::Builder {
@@ -76,21 +68,14 @@ fn get() -> http::request::Builder {
 /// Runs one request through `layer` around the test's inner service.
 macro_rules! oneshot {
     ($layer:expr, $seen:expr, $req:expr) => {
-        $layer
-            .layer(inner($seen.clone()))
-            .oneshot($req)
-            .await
-            .unwrap()
+        $layer.layer(inner($seen.clone())).oneshot($req).await.unwrap()
     };
 }
 
 #[tokio::test]
 async fn valid_cookie_reaches_the_inner_service_with_the_user() {
     let f = fixture();
-    let req = get()
-        .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-        .body(())
-        .unwrap();
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
     let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "user alice via cookie");
@@ -101,13 +86,8 @@ async fn valid_cookie_reaches_the_inner_service_with_the_user() {
 async fn valid_authorization_token_and_bearer() {
     let f = fixture();
     for scheme in ["Token", "Bearer", "token"] {
-        let req = get()
-            .header(
-                header::AUTHORIZATION,
-                format!("{scheme} {}", f.alice.expose_secret()),
-            )
-            .body(())
-            .unwrap();
+        let req =
+            get().header(header::AUTHORIZATION, format!("{scheme} {}", f.alice.expose_secret())).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
         assert_eq!(res.body(), "user alice via Authorization", "{scheme}");
     }
@@ -116,17 +96,10 @@ async fn valid_authorization_token_and_bearer() {
 #[tokio::test]
 async fn missing_token_is_401_with_a_challenge_and_no_store_call() {
     let f = fixture();
-    let res = oneshot!(
-        TokenAuthLayer::from_shared(f.store.clone()),
-        f.seen,
-        get().body(()).unwrap()
-    );
+    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, get().body(()).unwrap());
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Token");
-    assert_eq!(
-        res.extensions().get::<RejectionKind>(),
-        Some(&RejectionKind::MissingCredential)
-    );
+    assert_eq!(res.extensions().get::<RejectionKind>(), Some(&RejectionKind::MissingCredential));
     assert_eq!(f.store.calls(), 0);
     assert_eq!(f.seen.calls.load(Ordering::SeqCst), 0);
 }
@@ -134,13 +107,7 @@ async fn missing_token_is_401_with_a_challenge_and_no_store_call() {
 #[tokio::test]
 async fn unknown_and_empty_tokens_are_401() {
     let f = fixture();
-    for cookie in [
-        "key=not-a-known-token",
-        "key=",
-        "monkey=KNOWN",
-        "keys=KNOWN",
-        "Key=KNOWN",
-    ] {
+    for cookie in ["key=not-a-known-token", "key=", "monkey=KNOWN", "keys=KNOWN", "Key=KNOWN"] {
         let cookie = cookie.replace("KNOWN", f.alice.expose_secret());
         let req = get().header(header::COOKIE, &cookie).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
@@ -153,8 +120,7 @@ async fn unknown_and_empty_tokens_are_401() {
 #[tokio::test]
 async fn challenge_names_the_first_configured_scheme() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone())
-        .sources([TokenSource::authorization(["Bearer"])]);
+    let layer = TokenAuthLayer::from_shared(f.store.clone()).sources([TokenSource::authorization(["Bearer"])]);
     let res = oneshot!(layer, f.seen, get().body(()).unwrap());
     assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
 }
@@ -162,30 +128,20 @@ async fn challenge_names_the_first_configured_scheme() {
 #[tokio::test]
 async fn revoked_and_expired_tokens_are_401() {
     let f = fixture();
-    let bob = f
-        .store
-        .inner
-        .issue_with_ttl(User::named(2, "bob"), Duration::from_millis(30));
+    let bob = f.store.inner.issue_with_ttl(User::named(2, "bob"), Duration::from_millis(30));
     let carol = Token::generate();
     // A store that hands back an entry whose expiry has passed: the layer refuses it anyway.
     f.store.inner.insert(
         &carol,
-        Authenticated::new(User::named(3, "carol"))
-            .with_expiry(Some(SystemTime::now() - Duration::from_secs(1))),
+        Authenticated::new(User::named(3, "carol")).with_expiry(Some(SystemTime::now() - Duration::from_secs(1))),
     );
     assert!(f.store.inner.revoke(&f.alice));
     tokio::time::sleep(Duration::from_millis(50)).await;
     for token in [&f.alice, &bob, &carol] {
-        let req = get()
-            .header(header::COOKIE, format!("key={}", token.expose_secret()))
-            .body(())
-            .unwrap();
+        let req = get().header(header::COOKIE, format!("key={}", token.expose_secret())).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            res.extensions().get::<RejectionKind>(),
-            Some(&RejectionKind::InvalidToken)
-        );
+        assert_eq!(res.extensions().get::<RejectionKind>(), Some(&RejectionKind::InvalidToken));
     }
     assert_eq!(f.seen.calls.load(Ordering::SeqCst), 0);
 }
@@ -203,13 +159,8 @@ async fn malformed_credentials_are_400_before_any_store_call() {
         (header::AUTHORIZATION, "Token a b"),
     ];
     for (name, value) in rows {
-        let req = get()
-            .header(
-                name.clone(),
-                http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-            )
-            .body(())
-            .unwrap();
+        let req =
+            get().header(name.clone(), http::HeaderValue::from_bytes(value.as_bytes()).unwrap()).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{name}: {value:.40}");
         assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
@@ -221,23 +172,10 @@ async fn malformed_credentials_are_400_before_any_store_call() {
 #[tokio::test]
 async fn max_token_len_is_configurable() {
     let f = fixture(); // alice's token is 64 characters
-    let req = || {
-        get()
-            .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-            .body(())
-            .unwrap()
-    };
-    let res = oneshot!(
-        TokenAuthLayer::from_shared(f.store.clone()).max_token_len(63),
-        f.seen,
-        req()
-    );
+    let req = || get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
+    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()).max_token_len(63), f.seen, req());
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = oneshot!(
-        TokenAuthLayer::from_shared(f.store.clone()).max_token_len(64),
-        f.seen,
-        req()
-    );
+    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()).max_token_len(64), f.seen, req());
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -245,32 +183,15 @@ async fn max_token_len_is_configurable() {
 async fn cookie_from_a_foreign_origin_is_403_before_any_store_call() {
     let f = fixture();
     let cookie = format!("key={}", f.alice.expose_secret());
-    for origin in [
-        "https://evil.example",
-        "null",
-        "https://chat.example.com.evil.example",
-        "not an origin",
-    ] {
-        let req = get()
-            .header(header::COOKIE, &cookie)
-            .header(header::ORIGIN, origin)
-            .body(())
-            .unwrap();
+    for origin in ["https://evil.example", "null", "https://chat.example.com.evil.example", "not an origin"] {
+        let req = get().header(header::COOKIE, &cookie).header(header::ORIGIN, origin).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{origin}");
     }
     assert_eq!(f.store.calls(), 0);
     // The same host, any case, default port spelled out or not: accepted.
-    for origin in [
-        "https://chat.example.com",
-        "https://CHAT.example.com:443",
-        "http://chat.example.com",
-    ] {
-        let req = get()
-            .header(header::COOKIE, &cookie)
-            .header(header::ORIGIN, origin)
-            .body(())
-            .unwrap();
+    for origin in ["https://chat.example.com", "https://CHAT.example.com:443", "http://chat.example.com"] {
+        let req = get().header(header::COOKIE, &cookie).header(header::ORIGIN, origin).body(()).unwrap();
         let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
         assert_eq!(res.status(), StatusCode::OK, "{origin}");
     }
@@ -280,10 +201,7 @@ async fn cookie_from_a_foreign_origin_is_403_before_any_store_call() {
 async fn header_credentials_skip_the_origin_check() {
     let f = fixture();
     let req = get()
-        .header(
-            header::AUTHORIZATION,
-            format!("Token {}", f.alice.expose_secret()),
-        )
+        .header(header::AUTHORIZATION, format!("Token {}", f.alice.expose_secret()))
         .header(header::ORIGIN, "https://evil.example")
         .body(())
         .unwrap();
@@ -294,33 +212,23 @@ async fn header_credentials_skip_the_origin_check() {
 #[tokio::test]
 async fn missing_origin_can_be_refused() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone())
-        .origin_policy(OriginPolicy::same_host().refuse_missing_origin());
-    let req = get()
-        .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-        .body(())
-        .unwrap();
+    let layer =
+        TokenAuthLayer::from_shared(f.store.clone()).origin_policy(OriginPolicy::same_host().refuse_missing_origin());
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
     assert_eq!(oneshot!(layer, f.seen, req).status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn allowlisted_origin_is_accepted() {
     let f = fixture();
-    let policy = OriginPolicy::same_host()
-        .allow("https://*.example.org")
-        .unwrap();
+    let policy = OriginPolicy::same_host().allow("https://*.example.org").unwrap();
     let req = get()
         .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
         .header(header::ORIGIN, "https://app.example.org")
         .body(())
         .unwrap();
     assert_eq!(
-        oneshot!(
-            TokenAuthLayer::from_shared(f.store.clone()).origin_policy(policy),
-            f.seen,
-            req
-        )
-        .status(),
+        oneshot!(TokenAuthLayer::from_shared(f.store.clone()).origin_policy(policy), f.seen, req).status(),
         StatusCode::OK
     );
 }
@@ -328,20 +236,11 @@ async fn allowlisted_origin_is_accepted() {
 #[tokio::test]
 async fn store_error_is_503_never_anonymous() {
     let seen = Seen::default();
-    for layer in [
-        TokenAuthLayer::new(FailingStore),
-        TokenAuthLayer::new(FailingStore).optional(),
-    ] {
-        let req = get()
-            .header(header::COOKIE, "key=whatever")
-            .body(())
-            .unwrap();
+    for layer in [TokenAuthLayer::new(failing::<User>()), TokenAuthLayer::new(failing::<User>()).optional()] {
+        let req = get().header(header::COOKIE, "key=whatever").body(()).unwrap();
         let res = oneshot!(layer, seen, req);
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            res.extensions().get::<RejectionKind>(),
-            Some(&RejectionKind::StoreUnavailable)
-        );
+        assert_eq!(res.extensions().get::<RejectionKind>(), Some(&RejectionKind::StoreUnavailable));
     }
     assert_eq!(seen.calls.load(Ordering::SeqCst), 0);
 }
@@ -349,13 +248,8 @@ async fn store_error_is_503_never_anonymous() {
 #[tokio::test]
 async fn store_timeout_is_503_within_the_bound() {
     let seen = Seen::default();
-    let layer = TokenAuthLayer::new(HangingStore)
-        .optional()
-        .store_timeout(Duration::from_millis(100));
-    let req = get()
-        .header(header::COOKIE, "key=whatever")
-        .body(())
-        .unwrap();
+    let layer = TokenAuthLayer::new(HangingStore).optional().store_timeout(Duration::from_millis(100));
+    let req = get().header(header::COOKIE, "key=whatever").body(()).unwrap();
     let started = Instant::now();
     let res = oneshot!(layer, seen, req);
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -369,118 +263,61 @@ async fn optional_mode_lets_anonymous_requests_through_with_a_reason() {
     let f = fixture();
     let layer = TokenAuthLayer::from_shared(f.store.clone()).optional();
     let res = oneshot!(layer.clone(), f.seen, get().body(()).unwrap());
-    assert_eq!(
-        res.body(),
-        &format!("anonymous {:?}", AnonymousReason::NoCredential)
-    );
-    let req = get()
-        .header(header::COOKIE, "key=unknown")
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(layer.clone(), f.seen, req).body(),
-        &format!("anonymous {:?}", AnonymousReason::InvalidToken)
-    );
-    let req = get()
-        .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(layer.clone(), f.seen, req).body(),
-        "user alice via cookie"
-    );
+    assert_eq!(res.body(), &format!("anonymous {:?}", AnonymousReason::NoCredential));
+    let req = get().header(header::COOKIE, "key=unknown").body(()).unwrap();
+    assert_eq!(oneshot!(layer.clone(), f.seen, req).body(), &format!("anonymous {:?}", AnonymousReason::InvalidToken));
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
+    assert_eq!(oneshot!(layer.clone(), f.seen, req).body(), "user alice via cookie");
     // Malformed and foreign-origin requests are still refused.
-    let req = get()
-        .header(header::COOKIE, "key=a; key=b")
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(layer.clone(), f.seen, req).status(),
-        StatusCode::BAD_REQUEST
-    );
-    let req = get()
-        .header(header::COOKIE, "key=x")
-        .header(header::ORIGIN, "https://evil.example")
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(layer.require_user(), f.seen, req).status(),
-        StatusCode::FORBIDDEN
-    );
+    let req = get().header(header::COOKIE, "key=a; key=b").body(()).unwrap();
+    assert_eq!(oneshot!(layer.clone(), f.seen, req).status(), StatusCode::BAD_REQUEST);
+    let req = get().header(header::COOKIE, "key=x").header(header::ORIGIN, "https://evil.example").body(()).unwrap();
+    assert_eq!(oneshot!(layer.require_user(), f.seen, req).status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn custom_rejection_responses() {
     let f = fixture();
-    let layer =
-        TokenAuthLayer::from_shared(f.store.clone()).on_rejection(|rejection: &Rejection| {
-            Response::builder()
-                .status(rejection.status())
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(format!("{{\"error\":\"{}\"}}", rejection.kind().as_str()))
-                .unwrap()
-        });
+    let layer = TokenAuthLayer::from_shared(f.store.clone()).on_rejection(|rejection: &Rejection| {
+        Response::builder()
+            .status(rejection.status())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(format!("{{\"error\":\"{}\"}}", rejection.kind().as_str()))
+            .unwrap()
+    });
     let res = oneshot!(layer.clone(), f.seen, get().body(()).unwrap());
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.body(), "{\"error\":\"missing_credential\"}");
-    assert_eq!(
-        res.headers()[header::WWW_AUTHENTICATE],
-        "Token",
-        "the challenge is added to a custom 401"
-    );
-    let req = get()
-        .header(header::COOKIE, "key=a; key=b")
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(layer, f.seen, req).body(),
-        "{\"error\":\"malformed\"}"
-    );
+    assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Token", "the challenge is added to a custom 401");
+    let req = get().header(header::COOKIE, "key=a; key=b").body(()).unwrap();
+    assert_eq!(oneshot!(layer, f.seen, req).body(), "{\"error\":\"malformed\"}");
 }
 
 #[tokio::test]
 async fn subprotocol_source() {
     let f = fixture();
-    let layer =
-        TokenAuthLayer::from_shared(f.store.clone()).sources([TokenSource::subprotocol("token.")]);
+    let layer = TokenAuthLayer::from_shared(f.store.clone()).sources([TokenSource::subprotocol("token.")]);
     let req = get()
-        .header(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            format!("chat, token.{}", f.alice.expose_secret()),
-        )
+        .header(header::SEC_WEBSOCKET_PROTOCOL, format!("chat, token.{}", f.alice.expose_secret()))
         .header(header::ORIGIN, "https://elsewhere.example")
         .body(())
         .unwrap();
-    assert_eq!(
-        oneshot!(layer, f.seen, req).body(),
-        "user alice via subprotocol"
-    );
+    assert_eq!(oneshot!(layer, f.seen, req).body(), "user alice via subprotocol");
 }
 
 #[tokio::test]
 async fn works_with_a_shared_dyn_store() {
     let f = fixture();
     let store: Arc<dyn TokenStore<User = User>> = f.store.clone();
-    let req = get()
-        .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-        .body(())
-        .unwrap();
-    assert_eq!(
-        oneshot!(TokenAuthLayer::new(store), f.seen, req).body(),
-        "user alice via cookie"
-    );
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
+    assert_eq!(oneshot!(TokenAuthLayer::new(store), f.seen, req).body(), "user alice via cookie");
 }
 
 #[tokio::test]
 async fn authenticated_user_exposes_the_token_id_and_kind() {
     let f = fixture();
-    let auth = TokenAuthLayer::from_shared(f.store.clone())
-        .authenticator()
-        .clone();
-    let req = get()
-        .header(header::COOKIE, format!("key={}", f.alice.expose_secret()))
-        .body(())
-        .unwrap();
+    let auth = TokenAuthLayer::from_shared(f.store.clone()).authenticator().clone();
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
     let identity = auth.authenticate(req.headers(), req.uri()).await.unwrap();
     let user = identity.user().unwrap();
     assert_eq!(user.token_id(), f.alice.id());
@@ -503,9 +340,7 @@ async fn inner_service_sees_a_ready_clone_under_buffer() {
         let svc = svc.clone();
         let cookie = format!("key={}", f.alice.expose_secret());
         tasks.push(tokio::spawn(async move {
-            svc.oneshot(get().header(header::COOKIE, cookie).body(()).unwrap())
-                .await
-                .unwrap()
+            svc.oneshot(get().header(header::COOKIE, cookie).body(()).unwrap()).await.unwrap()
         }));
     }
     for task in tasks {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{FailingStore, HangingStore, User};
+use common::{HangingStore, User, failing};
 use http::{Request, Response, header};
 use tower::{Layer, ServiceExt, service_fn};
 use ws_token_auth::extract::{Extractor, TokenSource};
@@ -49,10 +49,7 @@ fn assert_absent(haystack: &str, secret: &str, what: &str) {
     assert!(secret.len() >= 12);
     for window in secret.as_bytes().windows(12) {
         let window = std::str::from_utf8(window).unwrap();
-        assert!(
-            !haystack.contains(window),
-            "{what} contains part of a token ({window}):\n{haystack}"
-        );
+        assert!(!haystack.contains(window), "{what} contains part of a token ({window}):\n{haystack}");
     }
 }
 
@@ -65,10 +62,7 @@ fn no_outcome_leaks_the_token() {
         .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     let store = Arc::new(MemoryTokenStore::new());
     let alice = store.issue(User::named(1, "alice"));
@@ -81,62 +75,14 @@ fn no_outcome_leaks_the_token() {
         let get = || Request::get("/ws").header(header::HOST, "127.0.0.1:8000");
         let layer = || TokenAuthLayer::from_shared(store.clone());
         let cases: Vec<(TokenAuthLayer<MemoryTokenStore<User>>, Request<()>)> = vec![
-            (
-                layer(),
-                get()
-                    .header(header::COOKIE, format!("key={a}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::AUTHORIZATION, format!("Bearer {a}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::COOKIE, format!("key={u}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer().optional(),
-                get()
-                    .header(header::COOKIE, format!("key={u}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::COOKIE, format!("key={a}; key={u}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::COOKIE, format!("key={a}{}", "x".repeat(300)))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::COOKIE, format!("key={a}\t{u}"))
-                    .body(())
-                    .unwrap(),
-            ),
-            (
-                layer(),
-                get()
-                    .header(header::AUTHORIZATION, format!("Token {a} {u}"))
-                    .body(())
-                    .unwrap(),
-            ),
+            (layer(), get().header(header::COOKIE, format!("key={a}")).body(()).unwrap()),
+            (layer(), get().header(header::AUTHORIZATION, format!("Bearer {a}")).body(()).unwrap()),
+            (layer(), get().header(header::COOKIE, format!("key={u}")).body(()).unwrap()),
+            (layer().optional(), get().header(header::COOKIE, format!("key={u}")).body(()).unwrap()),
+            (layer(), get().header(header::COOKIE, format!("key={a}; key={u}")).body(()).unwrap()),
+            (layer(), get().header(header::COOKIE, format!("key={a}{}", "x".repeat(300))).body(()).unwrap()),
+            (layer(), get().header(header::COOKIE, format!("key={a}\t{u}")).body(()).unwrap()),
+            (layer(), get().header(header::AUTHORIZATION, format!("Token {a} {u}")).body(()).unwrap()),
             (
                 layer(),
                 get()
@@ -156,72 +102,30 @@ fn no_outcome_leaks_the_token() {
         for (layer, req) in cases {
             outputs.push_str(&run(layer, req).await);
         }
-        let failing = TokenAuthLayer::new(FailingStore);
-        outputs.push_str(
-            &run(
-                failing,
-                get()
-                    .header(header::COOKIE, format!("key={a}"))
-                    .body(())
-                    .unwrap(),
-            )
-            .await,
-        );
+        let failing = TokenAuthLayer::new(failing::<User>());
+        outputs.push_str(&run(failing, get().header(header::COOKIE, format!("key={a}")).body(()).unwrap()).await);
         let hanging = TokenAuthLayer::new(HangingStore).store_timeout(Duration::from_millis(20));
-        outputs.push_str(
-            &run(
-                hanging,
-                get()
-                    .header(header::COOKIE, format!("key={u}"))
-                    .body(())
-                    .unwrap(),
-            )
-            .await,
-        );
+        outputs.push_str(&run(hanging, get().header(header::COOKIE, format!("key={u}")).body(()).unwrap()).await);
 
         // Debug and Display of the values an app handles.
         let mut headers = http::HeaderMap::new();
         headers.insert(header::COOKIE, format!("key={a}").parse().unwrap());
-        let credential = Extractor::default()
-            .extract(&headers, &"/".parse().unwrap())
-            .unwrap()
-            .unwrap();
+        let credential = Extractor::default().extract(&headers, &"/".parse().unwrap()).unwrap().unwrap();
         outputs.push_str(&format!("{credential:?} {alice:?} {:?}", alice.id()));
-        let auth = TokenAuthLayer::from_shared(store.clone())
-            .authenticator()
-            .clone();
-        outputs.push_str(&format!(
-            "{:?} {auth:?}",
-            auth.authenticate(&headers, &"/".parse().unwrap()).await
-        ));
+        let auth = TokenAuthLayer::from_shared(store.clone()).authenticator().clone();
+        outputs.push_str(&format!("{:?} {auth:?}", auth.authenticate(&headers, &"/".parse().unwrap()).await));
         headers.insert(header::COOKIE, format!("key={a}; key={u}").parse().unwrap());
-        let rejection = auth
-            .authenticate(&headers, &"/".parse().unwrap())
-            .await
-            .unwrap_err();
+        let rejection = auth.authenticate(&headers, &"/".parse().unwrap()).await.unwrap_err();
         outputs.push_str(&format!("{rejection} {rejection:?}"));
     });
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     // The capture works: every outcome left a line, the ones with a token name its id.
-    for outcome in [
-        "authenticated",
-        "invalid_token",
-        "malformed",
-        "origin",
-        "store_unavailable",
-        "anonymous",
-    ] {
+    for outcome in ["authenticated", "invalid_token", "malformed", "origin", "store_unavailable", "anonymous"] {
         assert!(logs.contains(outcome), "no {outcome} event in:\n{logs}");
     }
-    assert!(
-        logs.contains(&alice.id().to_string()),
-        "token id missing from:\n{logs}"
-    );
-    assert!(
-        outputs.contains("alice"),
-        "the responses should show the user: {outputs}"
-    );
+    assert!(logs.contains(&alice.id().to_string()), "token id missing from:\n{logs}");
+    assert!(outputs.contains("alice"), "the responses should show the user: {outputs}");
 
     assert_absent(&logs, a, "the log");
     assert_absent(&logs, u, "the log");

@@ -68,9 +68,7 @@ where
             State::Inner { .. } => "Inner",
             State::Done { .. } => "Done",
         };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
+        f.debug_struct("ResponseFuture").field("state", &state).finish()
     }
 }
 
@@ -88,30 +86,16 @@ where
         auth: Authenticator<St>,
         responder: R,
     ) -> Self {
-        let pending = Some(Pending {
-            kind,
-            inner,
-            req,
-            auth,
-            responder,
-        });
-        Self {
-            state: State::Lookup { lookup, pending },
-        }
+        let pending = Some(Pending { kind, inner, req, auth, responder });
+        Self { state: State::Lookup { lookup, pending } }
     }
 
     pub(super) fn inner(future: S::Future) -> Self {
-        Self {
-            state: State::Inner { future },
-        }
+        Self { state: State::Inner { future } }
     }
 
     pub(super) fn rejected(auth: &Authenticator<St>, responder: &R, rejection: &Rejection) -> Self {
-        Self {
-            state: State::Done {
-                response: Some(refusal(auth, responder, rejection)),
-            },
-        }
+        Self { state: State::Done { response: Some(refusal(auth, responder, rejection)) } }
     }
 }
 
@@ -123,12 +107,8 @@ where
     R: RejectionResponder<B>,
 {
     let mut response = responder.respond(rejection);
-    if response.status() == StatusCode::UNAUTHORIZED
-        && !response.headers().contains_key(WWW_AUTHENTICATE)
-    {
-        response
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, auth.challenge().clone());
+    if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(WWW_AUTHENTICATE) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, auth.challenge().clone());
     }
     response.extensions_mut().insert(rejection.kind());
     response
@@ -148,35 +128,22 @@ where
             let next = match this.state.as_mut().project() {
                 StateProj::Lookup { lookup, pending } => {
                     let (token, answer) = ready!(lookup.as_mut().poll(cx));
-                    let Pending {
-                        kind,
-                        mut inner,
-                        mut req,
-                        auth,
-                        responder,
-                    } = pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                    let Pending { kind, mut inner, mut req, auth, responder } =
+                        pending.take().expect("ResponseFuture polled after completion");
                     match auth.finish(kind, token, answer) {
                         Ok(identity) => {
                             identity.insert_into(req.extensions_mut());
-                            State::Inner {
-                                future: inner.call(req),
-                            }
+                            State::Inner { future: inner.call(req) }
                         }
                         Err(rejection) => {
                             drop(inner);
-                            State::Done {
-                                response: Some(refusal(&auth, &responder, &rejection)),
-                            }
+                            State::Done { response: Some(refusal(&auth, &responder, &rejection)) }
                         }
                     }
                 }
                 StateProj::Inner { future } => return future.poll(cx),
                 StateProj::Done { response } => {
-                    return Poll::Ready(Ok(response
-                        .take()
-                        .expect("ResponseFuture polled after completion")));
+                    return Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")));
                 }
             };
             this.state.set(next);

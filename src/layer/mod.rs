@@ -56,10 +56,7 @@ pub struct TokenAuthLayer<St, R = DefaultRejection> {
 
 impl<St, R: Clone> Clone for TokenAuthLayer<St, R> {
     fn clone(&self) -> Self {
-        Self {
-            auth: self.auth.clone(),
-            responder: self.responder.clone(),
-        }
+        Self { auth: self.auth.clone(), responder: self.responder.clone() }
     }
 }
 
@@ -81,10 +78,7 @@ impl<St: TokenStore> TokenAuthLayer<St> {
     /// # let _ = layer;
     /// ```
     pub fn from_shared(store: Arc<St>) -> Self {
-        Self {
-            auth: Authenticator::new(store),
-            responder: DefaultRejection,
-        }
+        Self { auth: Authenticator::new(store), responder: DefaultRejection }
     }
 }
 
@@ -101,8 +95,7 @@ impl<St: TokenStore, R> TokenAuthLayer<St, R> {
     /// ```
     pub fn sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
         let max = self.auth.extractor().max_len();
-        self.auth
-            .set_extractor(Extractor::new(sources).max_token_len(max));
+        self.auth.set_extractor(Extractor::new(sources).max_token_len(max));
         self
     }
 
@@ -176,10 +169,7 @@ impl<St: TokenStore, R> TokenAuthLayer<St, R> {
 
     /// Sets how refusals are answered; see [`RejectionResponder`](crate::RejectionResponder).
     pub fn on_rejection<R2>(self, responder: R2) -> TokenAuthLayer<St, R2> {
-        TokenAuthLayer {
-            auth: self.auth,
-            responder,
-        }
+        TokenAuthLayer { auth: self.auth, responder }
     }
 
     /// The authenticator this layer uses, for other entry points that must

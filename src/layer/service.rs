@@ -21,21 +21,13 @@ pub struct TokenAuth<S, St, R> {
 
 impl<S: Clone, St, R: Clone> Clone for TokenAuth<S, St, R> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            auth: self.auth.clone(),
-            responder: self.responder.clone(),
-        }
+        Self { inner: self.inner.clone(), auth: self.auth.clone(), responder: self.responder.clone() }
     }
 }
 
 impl<S, St, R> TokenAuth<S, St, R> {
     pub(crate) fn new(inner: S, auth: Authenticator<St>, responder: R) -> Self {
-        Self {
-            inner,
-            auth,
-            responder,
-        }
+        Self { inner, auth, responder }
     }
 
     /// The inner service.
@@ -79,14 +71,7 @@ where
             Ok(Begin::Lookup(credential)) => {
                 let kind = credential.kind();
                 let lookup = self.auth.lookup(credential.into_token());
-                ResponseFuture::lookup(
-                    lookup,
-                    kind,
-                    inner,
-                    req,
-                    self.auth.clone(),
-                    self.responder.clone(),
-                )
+                ResponseFuture::lookup(lookup, kind, inner, req, self.auth.clone(), self.responder.clone())
             }
             Ok(Begin::Anonymous(anonymous)) => {
                 crate::Identity::<St::User>::Anonymous(anonymous).insert_into(req.extensions_mut());

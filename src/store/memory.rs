@@ -38,9 +38,7 @@ pub struct MemoryTokenStore<U> {
 
 impl<U> Default for MemoryTokenStore<U> {
     fn default() -> Self {
-        Self {
-            tokens: RwLock::new(HashMap::new()),
-        }
+        Self { tokens: RwLock::new(HashMap::new()) }
     }
 }
 
@@ -61,10 +59,7 @@ impl<U: Clone + Send + Sync + 'static> MemoryTokenStore<U> {
     /// Makes a new random token for `user`, valid for `ttl`.
     pub fn issue_with_ttl(&self, user: U, ttl: Duration) -> Token {
         let token = Token::generate();
-        self.insert(
-            &token,
-            Authenticated::new(user).with_expiry(SystemTime::now().checked_add(ttl)),
-        );
+        self.insert(&token, Authenticated::new(user).with_expiry(SystemTime::now().checked_add(ttl)));
         token
     }
 
@@ -107,10 +102,7 @@ impl<U: Clone + Send + Sync + 'static> MemoryTokenStore<U> {
     /// How many tokens the store holds (expired ones included until purged).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Whether the store holds no token.
@@ -122,17 +114,10 @@ impl<U: Clone + Send + Sync + 'static> MemoryTokenStore<U> {
     /// The stored keys: the digests, for tests that check no token is kept in clear.
     #[must_use]
     pub fn digests(&self) -> Vec<[u8; DIGEST_LEN]> {
-        self.tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .copied()
-            .collect()
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner).keys().copied().collect()
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; DIGEST_LEN], Authenticated<U>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; DIGEST_LEN], Authenticated<U>>> {
         // A panic elsewhere while holding the lock leaves the map consistent
         // (every operation is a single map call), so poisoning is ignored.
         self.tokens.write().unwrap_or_else(PoisonError::into_inner)
@@ -145,9 +130,6 @@ impl<U: Clone + Send + Sync + 'static> TokenStore for MemoryTokenStore<U> {
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(tokens
-            .get(token.digest())
-            .filter(|entry| !entry.is_expired_at(SystemTime::now()))
-            .cloned())
+        Ok(tokens.get(token.digest()).filter(|entry| !entry.is_expired_at(SystemTime::now())).cloned())
     }
 }

@@ -16,10 +16,7 @@ pub struct User {
 
 impl User {
     pub fn named(id: u32, name: &str) -> Self {
-        Self {
-            id,
-            name: name.to_owned(),
-        }
+        Self { id, name: name.to_owned() }
     }
 }
 
@@ -32,10 +29,7 @@ pub struct Counting<S> {
 
 impl<S> Counting<S> {
     pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            calls: AtomicUsize::new(0),
-        }
+        Self { inner, calls: AtomicUsize::new(0) }
     }
 
     pub fn calls(&self) -> usize {
@@ -47,27 +41,26 @@ impl<S> Counting<S> {
 impl<S: TokenStore> TokenStore for Counting<S> {
     type User = S::User;
 
-    async fn authenticate(
-        &self,
-        token: &Token,
-    ) -> Result<Option<Authenticated<S::User>>, StoreError> {
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<S::User>>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.authenticate(token).await
     }
 }
 
+/// A store whose backend is down, for users of type `U`.
+#[derive(Debug)]
+pub struct FailingStore<U = User>(std::marker::PhantomData<fn() -> U>);
+
 /// A store whose backend is down.
-#[derive(Debug, Default)]
-pub struct FailingStore;
+pub fn failing<U>() -> FailingStore<U> {
+    FailingStore(std::marker::PhantomData)
+}
 
 #[async_trait]
-impl TokenStore for FailingStore {
-    type User = User;
+impl<U: Clone + Send + Sync + 'static> TokenStore for FailingStore<U> {
+    type User = U;
 
-    async fn authenticate(
-        &self,
-        _token: &Token,
-    ) -> Result<Option<Authenticated<User>>, StoreError> {
+    async fn authenticate(&self, _token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         Err(StoreError::unavailable(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "connection refused by 127.0.0.1:5432",
@@ -83,10 +76,7 @@ pub struct HangingStore;
 impl TokenStore for HangingStore {
     type User = User;
 
-    async fn authenticate(
-        &self,
-        _token: &Token,
-    ) -> Result<Option<Authenticated<User>>, StoreError> {
+    async fn authenticate(&self, _token: &Token) -> Result<Option<Authenticated<User>>, StoreError> {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok(None)
     }

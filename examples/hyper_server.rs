@@ -1,0 +1,94 @@
+//! A WebSocket server on hyper 1 + hyper-util, no axum: `TokenAuthLayer`
+//! wrapped around a `service_fn` that upgrades the connection (hyper's upgrade
+//! + tokio-tungstenite).
+//!
+//! Run: `cargo run --example hyper_server -- [--bind 127.0.0.1:3000]`
+//! It prints `token for alice: <token>`; connect with `Cookie: key=<token>` to
+//! `ws://127.0.0.1:3000/ws`. The server greets `hello alice`, then echoes.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tower::ServiceBuilder;
+use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
+
+/// The store the example runs on: users are plain names.
+pub(crate) type Store = MemoryTokenStore<String>;
+
+/// Serves connections on `listener` with `layer` in front of the upgrade
+/// handler, until dropped.
+pub(crate) async fn serve<St: TokenStore<User = String>>(listener: TcpListener, layer: TokenAuthLayer<St>) {
+    let service = ServiceBuilder::new().layer(layer).service_fn(upgrade);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let _ = connection.await;
+        });
+    }
+}
+
+/// The handler behind the layer: only authenticated requests reach it.
+async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let reply = |status: StatusCode| {
+        let mut response = Response::new(Full::default());
+        *response.status_mut() = status;
+        Ok(response)
+    };
+    if req.uri().path() != "/ws" {
+        return reply(StatusCode::NOT_FOUND);
+    }
+    let is_upgrade = req.headers().get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let version_13 = req.headers().get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let (Some(key), true, true) = (req.headers().get(SEC_WEBSOCKET_KEY), is_upgrade, version_13) else {
+        return reply(StatusCode::BAD_REQUEST);
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let Some(user) = req.extensions().get::<AuthenticatedUser<String>>().cloned() else {
+        return reply(StatusCode::UNAUTHORIZED); // unreachable while the layer requires a user
+    };
+
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            common::greet_and_echo(socket, &user.user).await;
+        }
+    });
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, "Upgrade".parse().expect("static header"));
+    headers.insert(UPGRADE, "websocket".parse().expect("static header"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, accept.parse().expect("base64 is a valid header value"));
+    Ok(response)
+}
+
+#[allow(dead_code)] // the integration test includes this file and calls `serve` itself
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = common::bind_address(std::env::args())?;
+    let store = Arc::new(Store::new());
+    let token = store.issue("alice".to_owned());
+    let listener = TcpListener::bind(addr).await?;
+    eprintln!("listening on ws://{}/ws", listener.local_addr()?);
+    println!("token for alice: {}", token.expose_secret());
+    serve(listener, TokenAuthLayer::from_shared(store)).await;
+    Ok(())
+}

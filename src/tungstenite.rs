@@ -1,0 +1,390 @@
+//! Authenticate inside a raw tokio-tungstenite server (feature `tungstenite`).
+//!
+//! `tokio_tungstenite::accept_hdr_async` hands the request to a synchronous
+//! callback, which cannot ask an async store. [`Acceptor`] does the handshake
+//! itself instead:
+//!
+//! 1. reads the request head from the stream, bounded in size
+//!    ([`Acceptor::max_head_bytes`], default 32 KiB) and time
+//!    ([`Acceptor::head_timeout`], default 10 s);
+//! 2. checks that it is a WebSocket upgrade (400 if not, 426 for a version
+//!    other than 13);
+//! 3. authenticates it with the same [`Authenticator`] as the layer (same
+//!    sources, origin policy, store and store timeout);
+//! 4. answers `101 Switching Protocols` and hands back the socket with the
+//!    [`Identity`], or writes the refusal (401/400/403/503) and closes.
+//!
+//! Bytes the client sent right after the head (a first frame in the same TCP
+//! write) are kept and read by the socket.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use futures_util::SinkExt;
+//! use tokio_tungstenite::tungstenite::Message;
+//! use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, tungstenite::accept_authenticated};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let store = Arc::new(MemoryTokenStore::<String>::new());
+//! let auth = TokenAuthLayer::from_shared(store).authenticator().clone();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let auth = auth.clone();
+//!     tokio::spawn(async move {
+//!         // A refused handshake has been answered already; nothing to do.
+//!         let Ok((mut socket, identity)) = accept_authenticated(stream, &auth).await else { return };
+//!         if let Some(user) = identity.user() {
+//!             let _ = socket.send(Message::Text(format!("hello {}", user.user).into())).await;
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::authenticator::Authenticator;
+use crate::extract::offered_protocols;
+use crate::identity::Identity;
+use crate::rejection::Rejection;
+use crate::store::TokenStore;
+
+/// The default bound on the request head, in bytes.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
+/// The default time a client has to send its whole request head.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most header lines a request head may have.
+pub const MAX_HEADERS: usize = 128;
+
+/// Accepts a WebSocket handshake after authenticating it, with the default
+/// limits and no subprotocol. See [`Acceptor`] to change them.
+///
+/// # Errors
+/// [`HandshakeError`]; the refusal has been written to the client already.
+pub async fn accept_authenticated<S, St>(
+    stream: S,
+    auth: &Authenticator<St>,
+) -> Result<(WebSocketStream<S>, Identity<St::User>), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    St: TokenStore,
+{
+    let accepted = Acceptor::new(auth.clone()).accept(stream).await?;
+    Ok((accepted.socket, accepted.identity))
+}
+
+/// Authenticates, then accepts, WebSocket handshakes on raw streams.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, tungstenite::Acceptor};
+///
+/// let auth = TokenAuthLayer::new(MemoryTokenStore::<String>::new()).authenticator().clone();
+/// let acceptor = Acceptor::new(auth)
+///     .max_head_bytes(16 * 1024)
+///     .head_timeout(Duration::from_secs(5))
+///     .protocols(["chat.v1"]);
+/// # let _ = acceptor;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Acceptor<St> {
+    auth: Authenticator<St>,
+    max_head_bytes: usize,
+    head_timeout: Duration,
+    protocols: Vec<String>,
+    config: Option<WebSocketConfig>,
+    path: Option<String>,
+}
+
+/// A handshake that was authenticated and accepted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Accepted<S, U> {
+    /// The WebSocket.
+    pub socket: WebSocketStream<S>,
+    /// Who opened it.
+    pub identity: Identity<U>,
+    /// The subprotocol the server echoed, if any.
+    pub protocol: Option<String>,
+}
+
+impl<St: TokenStore> Acceptor<St> {
+    /// An acceptor that authenticates with `auth`, with the default limits.
+    pub fn new(auth: Authenticator<St>) -> Self {
+        Self {
+            auth,
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            protocols: Vec::new(),
+            config: None,
+            path: None,
+        }
+    }
+
+    /// Accepts handshakes for this path only (the query string aside); others
+    /// are answered 404 before any store call.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Sets the largest request head accepted; a larger one is answered 431.
+    pub fn max_head_bytes(mut self, max: usize) -> Self {
+        self.max_head_bytes = max;
+        self
+    }
+
+    /// Sets how long a client has to send its whole request head.
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// Sets the application's subprotocols, in order of preference. The first
+    /// one the client offered is echoed; entries carrying a token (the
+    /// subprotocol source's prefix) never are.
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the WebSocket configuration (frame and message size limits, buffers).
+    pub fn websocket_config(mut self, config: WebSocketConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Reads and authenticates the handshake on `stream`, then accepts it.
+    ///
+    /// # Errors
+    /// [`HandshakeError`]; where HTTP allows, the refusal has been written to
+    /// the client and the stream shut down.
+    pub async fn accept<S>(&self, mut stream: S) -> Result<Accepted<S, St::User>, HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let head = match tokio::time::timeout(self.head_timeout, read_head(&mut stream, self.max_head_bytes)).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(error)) => {
+                if let Some(status) = error.status() {
+                    refuse(&mut stream, status, &[]).await;
+                }
+                return Err(error);
+            }
+            Err(_elapsed) => return Err(HandshakeError::Timeout(self.head_timeout)),
+        };
+        if self.path.as_deref().is_some_and(|path| path != head.uri.path()) {
+            refuse(&mut stream, StatusCode::NOT_FOUND, &[]).await;
+            return Err(HandshakeError::NotFound);
+        }
+        let key = match upgrade_key(&head.headers) {
+            Ok(key) => key,
+            Err(error) => {
+                let version = [(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
+                let extra: &[_] = if matches!(error, HandshakeError::UnsupportedVersion) { &version } else { &[] };
+                refuse(&mut stream, error.status().unwrap_or(StatusCode::BAD_REQUEST), extra).await;
+                return Err(error);
+            }
+        };
+        let identity = match self.auth.authenticate(&head.headers, &head.uri).await {
+            Ok(identity) => identity,
+            Err(rejection) => {
+                let status = rejection.status();
+                let challenge = [(WWW_AUTHENTICATE, self.auth.challenge().clone())];
+                let extra: &[_] = if status == StatusCode::UNAUTHORIZED { &challenge } else { &[] };
+                refuse(&mut stream, status, extra).await;
+                return Err(HandshakeError::Rejected(rejection));
+            }
+        };
+
+        let token_prefix = self.auth.extractor().subprotocol_prefix().unwrap_or_default();
+        let offered: Vec<&str> = offered_protocols(&head.headers, token_prefix).collect();
+        let protocol = self.protocols.iter().find(|p| offered.contains(&p.as_str())).cloned();
+
+        let mut response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n",
+            derive_accept_key(key.as_bytes())
+        );
+        if let Some(protocol) = &protocol {
+            response.push_str("Sec-WebSocket-Protocol: ");
+            response.push_str(protocol);
+            response.push_str("\r\n");
+        }
+        response.push_str("\r\n");
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await?;
+
+        let socket = WebSocketStream::from_partially_read(stream, head.rest, Role::Server, self.config).await;
+        Ok(Accepted { socket, identity, protocol })
+    }
+}
+
+/// Why a handshake was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The layer's decision refused it (401, 400, 403 or 503 was sent).
+    #[error("handshake refused: {0}")]
+    Rejected(#[source] Rejection),
+    /// The request is not a WebSocket upgrade (400 was sent).
+    #[error("not a WebSocket upgrade request: {0}")]
+    NotWebSocket(&'static str),
+    /// The request is for another path than [`Acceptor::path`] (404 was sent).
+    #[error("no WebSocket endpoint at this path")]
+    NotFound,
+    /// The client asked for a WebSocket version other than 13 (426 was sent).
+    #[error("unsupported WebSocket version")]
+    UnsupportedVersion,
+    /// The request head is not valid HTTP/1.1 (400 was sent).
+    #[error("malformed HTTP request head")]
+    MalformedHead,
+    /// The request head is larger than the limit, or has more than
+    /// [`MAX_HEADERS`] lines (431 was sent).
+    #[error("request head larger than the limit")]
+    HeadTooLarge,
+    /// The request head did not arrive in time; the stream was dropped.
+    #[error("request head not received within {0:?}")]
+    Timeout(Duration),
+    /// The client closed the connection before the head was complete.
+    #[error("connection closed during the handshake")]
+    Closed,
+    /// Reading or writing the stream failed.
+    #[error("I/O error during the handshake")]
+    Io(#[from] std::io::Error),
+}
+
+impl HandshakeError {
+    /// The status sent to the client for this error, if one was.
+    #[must_use]
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Rejected(rejection) => Some(rejection.status()),
+            Self::NotWebSocket(_) | Self::MalformedHead => Some(StatusCode::BAD_REQUEST),
+            Self::UnsupportedVersion => Some(StatusCode::UPGRADE_REQUIRED),
+            Self::NotFound => Some(StatusCode::NOT_FOUND),
+            Self::HeadTooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            Self::Timeout(_) | Self::Closed | Self::Io(_) => None,
+        }
+    }
+}
+
+/// A parsed request head and the bytes that followed it.
+struct Head {
+    uri: Uri,
+    headers: HeaderMap,
+    rest: Vec<u8>,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize) -> Result<Head, HandshakeError> {
+    let mut buf = Vec::with_capacity(max.min(4096));
+    let mut scanned: usize = 0;
+    loop {
+        // Read at most up to the limit (plus one byte, to tell "full" from "over").
+        let room = (max + 1).saturating_sub(buf.len()).min(8192);
+        if room == 0 {
+            return Err(HandshakeError::HeadTooLarge);
+        }
+        let start = buf.len();
+        buf.resize(start + room, 0);
+        let n = stream.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(HandshakeError::Closed);
+        }
+        // Parse only once the blank line that ends a head has arrived.
+        let from = scanned.saturating_sub(3);
+        if !buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+            scanned = buf.len();
+            if buf.len() > max {
+                return Err(HandshakeError::HeadTooLarge);
+            }
+            continue;
+        }
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => {
+                scanned = buf.len();
+                continue;
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadTooLarge),
+            Err(_) => return Err(HandshakeError::MalformedHead),
+        };
+        if len > max {
+            return Err(HandshakeError::HeadTooLarge);
+        }
+        if req.method != Some("GET") || req.version != Some(1) {
+            return Err(HandshakeError::NotWebSocket("not a GET request over HTTP/1.1"));
+        }
+        let uri: Uri = req.path.unwrap_or("/").parse().map_err(|_| HandshakeError::MalformedHead)?;
+        let mut headers = HeaderMap::with_capacity(req.headers.len());
+        for header in req.headers.iter() {
+            let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| HandshakeError::MalformedHead)?;
+            let value = HeaderValue::from_bytes(header.value).map_err(|_| HandshakeError::MalformedHead)?;
+            headers.append(name, value);
+        }
+        let rest = buf.split_off(len);
+        return Ok(Head { uri, headers, rest });
+    }
+}
+
+/// Checks the upgrade headers; returns the client's `Sec-WebSocket-Key`.
+fn upgrade_key(headers: &HeaderMap) -> Result<&str, HandshakeError> {
+    let has_token = |name: HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(UPGRADE, "websocket") {
+        return Err(HandshakeError::NotWebSocket("no `Upgrade: websocket` header"));
+    }
+    if !has_token(CONNECTION, "upgrade") {
+        return Err(HandshakeError::NotWebSocket("no `Connection: Upgrade` header"));
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+    match (keys.next().map(HeaderValue::to_str), keys.next()) {
+        // A key is 16 random bytes in base64: 24 characters ending in "==".
+        (Some(Ok(key)), None) if key.len() == 24 && key.ends_with("==") => Ok(key),
+        _ => Err(HandshakeError::NotWebSocket("missing or invalid `Sec-WebSocket-Key`")),
+    }
+}
+
+/// Writes a bodiless refusal and shuts the stream down; errors are ignored,
+/// the client may have gone already.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: StatusCode, extra: &[(HeaderName, HeaderValue)]) {
+    let mut response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: 0\r\nConnection: close\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in extra {
+        if let Ok(value) = value.to_str() {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    response.push_str("\r\n");
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+}
