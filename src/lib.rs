@@ -46,8 +46,8 @@
 //!
 //! | name | description | default? |
 //! | --- | --- | --- |
-//! | `axum` | [`axum`](crate::axum) extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
-//! | `tungstenite` | [`tungstenite`](crate::tungstenite): authenticate inside a raw tokio-tungstenite accept loop | no |
+//! | `axum` | [`axum`] extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
+//! | `tungstenite` | [`tungstenite`]: authenticate inside a raw tokio-tungstenite accept loop | no |
 //! | `sqlite`, `postgres` | `SqlTokenStore` over sqlx (reserved, in progress) | no |
 //! | `redis` | `RedisTokenStore` and cross-node revocation (reserved, in progress) | no |
 //! | `cache` | `CachedTokenStore` over moka (reserved, in progress) | no |
@@ -59,6 +59,7 @@
 //! constant time. Logs (target `ws_token_auth`), errors and rejections carry
 //! the `TokenId` at most.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;

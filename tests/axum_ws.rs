@@ -11,11 +11,10 @@ use axum::extract::Extension;
 use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use common::{User, failing};
-use futures_util::{SinkExt, StreamExt};
+use common::{Headers, User, connect, failing, next_text};
+use futures_util::SinkExt;
 use http::StatusCode;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn ws(Extension(user): Extension<AuthenticatedUser<User>>, upgrade: WebSocketUpgrade) -> Response {
@@ -40,37 +39,6 @@ async fn serve<St: TokenStore<User = User>>(layer: TokenAuthLayer<St>) -> Socket
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
-}
-
-/// Connects with the given extra headers; the handshake's status, and the
-/// socket when it was upgraded.
-async fn connect(
-    addr: SocketAddr,
-    headers: &[(&str, &str)],
-) -> (StatusCode, Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>)
-{
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    for (name, value) in headers {
-        req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((socket, response)) => (response.status(), Some(socket)),
-        Err(WsError::Http(response)) => (response.status(), None),
-        Err(other) => panic!("handshake failed below HTTP: {other}"),
-    }
-}
-
-/// Header lines: name, value.
-type Headers<'a> = Vec<(&'a str, &'a str)>;
-
-async fn next_text<S>(socket: &mut S) -> String
-where
-    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
-{
-    match socket.next().await {
-        Some(Ok(Message::Text(text))) => text.to_string(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 #[tokio::test]

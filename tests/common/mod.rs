@@ -1,10 +1,15 @@
 //! Stores and helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use http::StatusCode;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use ws_token_auth::{Authenticated, StoreError, Token, TokenStore};
 
 /// A user as an app would define one.
@@ -79,5 +84,42 @@ impl TokenStore for HangingStore {
     async fn authenticate(&self, _token: &Token) -> Result<Option<Authenticated<User>>, StoreError> {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok(None)
+    }
+}
+
+/// A client WebSocket over TCP.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `ws://addr/ws` with the given extra headers; the handshake's
+/// status, and the socket when it was upgraded.
+pub async fn connect(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, Option<Socket>) {
+    let (status, _, socket) = connect_full(addr, headers).await;
+    (status, socket)
+}
+
+/// As [`connect`], with the response's headers.
+pub async fn connect_full(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, Option<Socket>) {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((socket, response)) => (response.status(), response.headers().clone(), Some(socket)),
+        Err(WsError::Http(response)) => (response.status(), response.headers().clone(), None),
+        Err(other) => panic!("handshake failed below HTTP: {other}"),
+    }
+}
+
+/// Header lines: name, value.
+pub type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// The next frame, which must be text.
+pub async fn next_text<S>(socket: &mut S) -> String
+where
+    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
+{
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) => text.to_string(),
+        other => panic!("expected a text frame, got {other:?}"),
     }
 }

@@ -1,0 +1,51 @@
+//! The hyper 1 example (`examples/hyper_server.rs`, included as it is) over a
+//! real socket with a real tokio-tungstenite client.
+
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/hyper_server.rs"]
+mod hyper_server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::{connect, connect_full, failing, next_text};
+use futures_util::SinkExt;
+use http::{StatusCode, header};
+use tokio_tungstenite::tungstenite::Message;
+use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, TokenStore};
+
+async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hyper_server::serve(listener, layer));
+    addr
+}
+
+#[tokio::test]
+async fn hyper_server_authenticates_the_upgrade() {
+    let store = Arc::new(MemoryTokenStore::new());
+    let token = store.issue("alice".to_owned());
+    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let cookie = format!("key={}", token.expose_secret());
+
+    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    let mut socket = socket.unwrap();
+    assert_eq!(next_text(&mut socket).await, "hello alice");
+    socket.send(Message::Text("echo me".into())).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "echo me");
+
+    let (status, headers, _) = connect_full(addr, &[("cookie", "key=0123456789abcdef")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Token");
+    assert_eq!(connect(addr, &[("cookie", "key=a; key=b")]).await.0, StatusCode::BAD_REQUEST);
+    let foreign = [("cookie", cookie.as_str()), ("origin", "https://evil.example")];
+    assert_eq!(connect(addr, &foreign).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn hyper_server_answers_503_when_the_store_fails() {
+    let addr = start(TokenAuthLayer::new(failing::<String>())).await;
+    assert_eq!(connect(addr, &[("cookie", "key=0123456789abcdef")]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}

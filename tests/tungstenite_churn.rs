@@ -1,0 +1,90 @@
+//! 1,000 handshakes in a row through the tokio-tungstenite adapter leave no
+//! task and no heap memory behind. Its own test binary, so that no other test
+//! allocates while the heap is measured.
+
+// The counting allocator below must implement `GlobalAlloc`, an unsafe trait.
+#![allow(unsafe_code)]
+
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/tungstenite_server.rs"]
+mod tungstenite_server;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{connect, next_text};
+use futures_util::StreamExt;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use ws_token_auth::{MemoryTokenStore, TokenAuthLayer};
+
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call defers to `System` with the caller's arguments; the
+// counter is only arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[tokio::test]
+async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {
+    let store = Arc::new(MemoryTokenStore::new());
+    let token = store.issue("alice".to_owned());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tungstenite_server::serve(listener, TokenAuthLayer::from_shared(store).authenticator().clone()));
+    let cookie = format!("key={}", token.expose_secret());
+    let metrics = tokio::runtime::Handle::current().metrics();
+
+    let cycle = async || {
+        let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
+        assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+        let mut socket = socket.unwrap();
+        assert_eq!(next_text(&mut socket).await, "hello alice");
+        socket.close(None).await.unwrap();
+        while socket.next().await.is_some() {}
+    };
+    let settle = async |tasks: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.num_alive_tasks() > tasks && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        metrics.num_alive_tasks()
+    };
+
+    for _ in 0..100 {
+        cycle().await; // warm-up: lazily grown pools and tables
+    }
+    let tasks_before = settle(1).await; // the accept loop
+    let live_before = LIVE_BYTES.load(Ordering::SeqCst);
+    for _ in 0..1000 {
+        cycle().await;
+    }
+    let tasks_after = settle(tasks_before).await;
+    let live_after = LIVE_BYTES.load(Ordering::SeqCst);
+    assert_eq!(tasks_after, tasks_before, "connection tasks left running");
+    let grown = live_after - live_before;
+    eprintln!("live heap: {live_before} -> {live_after} bytes ({grown:+})");
+    // Leaking even 64 bytes per handshake would add 64,000.
+    assert!(grown < 32 * 1024, "live heap grew by {grown} bytes over 1,000 handshakes");
+}
