@@ -29,6 +29,8 @@
 //!
 //! Stores shipped with the crate:
 //! - [`MemoryTokenStore`]: in process, for tests, demos and single-node apps.
+//! - `SqlTokenStore` (features `sqlite`, `postgres`): digests in SQLite or
+//!   PostgreSQL, joined with the app's users table.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -38,8 +40,13 @@ use async_trait::async_trait;
 use crate::token::Token;
 
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub mod sql;
 
 pub use memory::MemoryTokenStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{SqlPool, SqlTokenStore, SqlUser, UsersTable};
 
 /// A boxed error from a store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,380 @@
+//! [`SqlTokenStore`]: tokens in SQLite or PostgreSQL through sqlx (features
+//! `sqlite`, `postgres`).
+//!
+//! The store keeps one table of its own (default `ws_auth_tokens`, schema in
+//! `migrations/`, applied by [`SqlTokenStore::migrate`]) and joins it with the
+//! app's users table, so a token authenticates as the app's own user type and
+//! an inactive user authenticates as nobody. It never stores a token: each row
+//! holds the token's SHA-256 digest and, for lookup, its [`TokenId`](crate::TokenId)
+//! (a short, non-secret prefix of the digest); the digest is compared in
+//! constant time.
+//!
+//! ```no_run
+//! # #[cfg(feature = "sqlite")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ws_token_auth::store::{SqlTokenStore, UsersTable};
+//!
+//! #[derive(Clone, sqlx::FromRow)]
+//! struct User { id: i64, username: String, is_staff: bool }
+//!
+//! let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
+//! let users = UsersTable::new("users")?.active_column("is_active")?;
+//! let store = SqlTokenStore::<User>::new(pool, users);
+//! store.migrate().await?;
+//! let token = store.issue(1, None).await?; // send it to user 1
+//! # let _ = token;
+//! # Ok(()) }
+//! ```
+
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use subtle::ConstantTimeEq;
+
+use super::{Authenticated, StoreError, TokenStore};
+use crate::token::Token;
+
+#[cfg(feature = "postgres")]
+use sqlx::postgres::{PgPool, PgRow};
+#[cfg(feature = "sqlite")]
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{FromRow, Row};
+
+/// A connection pool of one of the supported databases.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SqlPool {
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool),
+}
+
+#[cfg(feature = "sqlite")]
+impl From<SqlitePool> for SqlPool {
+    fn from(pool: SqlitePool) -> Self {
+        Self::Sqlite(pool)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<PgPool> for SqlPool {
+    fn from(pool: PgPool) -> Self {
+        Self::Postgres(pool)
+    }
+}
+
+/// A user type the store can read from a row of the users table: derive
+/// `sqlx::FromRow` on it. Implemented for every such type.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub trait SqlUser:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static
+{
+}
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+impl<U> SqlUser for U where
+    U: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static
+{
+}
+/// A user type the store can read from a row of the users table: derive
+/// `sqlx::FromRow` on it. Implemented for every such type.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+pub trait SqlUser: for<'r> FromRow<'r, SqliteRow> + Clone + Send + Sync + Unpin + 'static {}
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+impl<U> SqlUser for U where U: for<'r> FromRow<'r, SqliteRow> + Clone + Send + Sync + Unpin + 'static {}
+/// A user type the store can read from a row of the users table: derive
+/// `sqlx::FromRow` on it. Implemented for every such type.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait SqlUser: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<U> SqlUser for U where U: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static {}
+
+/// An SQL identifier was refused: only `[A-Za-z_][A-Za-z0-9_]*` (at most 63
+/// bytes) is accepted, so names can be put into queries safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid SQL identifier {0:?}: use letters, digits and `_`, not starting with a digit, at most 63 bytes")]
+pub struct InvalidIdentifier(String);
+
+fn identifier(name: &str) -> Result<String, InvalidIdentifier> {
+    let mut bytes = name.bytes();
+    let ok = name.len() <= 63
+        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok { Ok(name.to_owned()) } else { Err(InvalidIdentifier(name.to_owned())) }
+}
+
+/// Where the app's users live: the table, its id column (an integer), and
+/// optionally a boolean column that must be true for a user to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersTable {
+    table: String,
+    id: String,
+    active: Option<String>,
+}
+
+impl UsersTable {
+    /// The users table `table`, id column `id`, no activity column.
+    ///
+    /// # Errors
+    /// [`InvalidIdentifier`] if `table` is not a plain SQL identifier.
+    pub fn new(table: &str) -> Result<Self, InvalidIdentifier> {
+        Ok(Self { table: identifier(table)?, id: "id".to_owned(), active: None })
+    }
+
+    /// Sets the id column (default `id`).
+    ///
+    /// # Errors
+    /// [`InvalidIdentifier`] if `column` is not a plain SQL identifier.
+    pub fn id_column(mut self, column: &str) -> Result<Self, InvalidIdentifier> {
+        self.id = identifier(column)?;
+        Ok(self)
+    }
+
+    /// Sets a boolean column that must be true for the user to authenticate.
+    ///
+    /// # Errors
+    /// [`InvalidIdentifier`] if `column` is not a plain SQL identifier.
+    pub fn active_column(mut self, column: &str) -> Result<Self, InvalidIdentifier> {
+        self.active = Some(identifier(column)?);
+        Ok(self)
+    }
+}
+
+/// The default name of the store's table.
+pub const DEFAULT_TOKENS_TABLE: &str = "ws_auth_tokens";
+
+/// A [`TokenStore`] over SQLite or PostgreSQL. See the [module docs](self).
+#[derive(Debug)]
+pub struct SqlTokenStore<U> {
+    pool: SqlPool,
+    users: UsersTable,
+    tokens: String,
+    lookup_sql: String,
+    _user: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for SqlTokenStore<U> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            users: self.users.clone(),
+            tokens: self.tokens.clone(),
+            lookup_sql: self.lookup_sql.clone(),
+            _user: PhantomData,
+        }
+    }
+}
+
+impl<U: SqlUser> SqlTokenStore<U> {
+    /// A store over `pool`, authenticating tokens as rows of `users`.
+    pub fn new(pool: impl Into<SqlPool>, users: UsersTable) -> Self {
+        let mut store = Self {
+            pool: pool.into(),
+            users,
+            tokens: DEFAULT_TOKENS_TABLE.to_owned(),
+            lookup_sql: String::new(),
+            _user: PhantomData,
+        };
+        store.lookup_sql = store.build_lookup_sql();
+        store
+    }
+
+    /// Sets the name of the store's table (default `ws_auth_tokens`), for
+    /// several stores in one database or tests that must not share data.
+    ///
+    /// # Errors
+    /// [`InvalidIdentifier`] if `name` is not a plain SQL identifier.
+    pub fn with_table_name(mut self, name: &str) -> Result<Self, InvalidIdentifier> {
+        self.tokens = identifier(name)?;
+        self.lookup_sql = self.build_lookup_sql();
+        Ok(self)
+    }
+
+    /// The name of the store's table.
+    #[must_use]
+    pub fn table_name(&self) -> &str {
+        &self.tokens
+    }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &SqlPool {
+        &self.pool
+    }
+
+    fn build_lookup_sql(&self) -> String {
+        let UsersTable { table, id, active } = &self.users;
+        let active = active.as_ref().map(|column| format!(" AND u.{column}")).unwrap_or_default();
+        format!(
+            "SELECT u.*, t.digest AS ws_token_digest, t.expires_at AS ws_token_expires_at \
+             FROM {tokens} t JOIN {table} u ON u.{id} = t.user_id \
+             WHERE t.token_id = $1{active}",
+            tokens = self.tokens
+        )
+    }
+
+    /// Creates the store's table and index if they are missing.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database refuses.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite(pool) => {
+                let schema = include_str!("../../migrations/sqlite/0001_tokens.sql").replace("{tokens}", &self.tokens);
+                sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
+            }
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres(pool) => {
+                let schema =
+                    include_str!("../../migrations/postgres/0001_tokens.sql").replace("{tokens}", &self.tokens);
+                sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a new random token for the user with id `user_id`, valid for
+    /// `ttl` (or until revoked), and stores its digest.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database refuses.
+    pub async fn issue(&self, user_id: i64, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        let token = Token::generate();
+        let now = SystemTime::now();
+        let expires_at = ttl.and_then(|ttl| now.checked_add(ttl)).map(unix_millis);
+        let sql = format!(
+            "INSERT INTO {} (token_id, digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            self.tokens
+        );
+        let (id, digest, created) = (token.id().to_string(), token.digest().to_vec(), unix_millis(now));
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite(pool) => {
+                let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
+                query.execute(pool).await.map_err(store_error)?;
+            }
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres(pool) => {
+                let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
+                query.execute(pool).await.map_err(store_error)?;
+            }
+        }
+        Ok(token)
+    }
+
+    /// Revokes a token; returns whether it was stored.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database refuses.
+    pub async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE token_id = $1 AND digest = $2", self.tokens);
+        let (id, digest) = (token.id().to_string(), token.digest().to_vec());
+        let deleted = match &self.pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite(pool) => {
+                sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
+            }
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres(pool) => {
+                sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
+            }
+        };
+        Ok(deleted > 0)
+    }
+
+    /// Revokes every token of the user with id `user_id`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database refuses.
+    pub async fn revoke_user(&self, user_id: i64) -> Result<u64, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE user_id = $1", self.tokens);
+        self.execute_with(&sql, user_id).await
+    }
+
+    /// Deletes the tokens whose expiry has passed; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the database refuses.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= $1", self.tokens);
+        self.execute_with(&sql, unix_millis(SystemTime::now())).await
+    }
+
+    async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
+        Ok(match &self.pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite(pool) => {
+                sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
+            }
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres(pool) => {
+                sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl<U: SqlUser> TokenStore for SqlTokenStore<U> {
+    type User = U;
+
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
+        let id = token.id().to_string();
+        let found = match &self.pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite(pool) => {
+                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
+                pick::<U, SqliteRow>(&rows, token)?
+            }
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres(pool) => {
+                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
+                pick::<U, PgRow>(&rows, token)?
+            }
+        };
+        Ok(found.filter(|found| !found.is_expired_at(SystemTime::now())))
+    }
+}
+
+/// The row whose digest matches `token` (compared in constant time), as the
+/// user and the token's expiry.
+fn pick<U, R>(rows: &[R], token: &Token) -> Result<Option<Authenticated<U>>, StoreError>
+where
+    R: Row,
+    U: for<'r> FromRow<'r, R>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    for row in rows {
+        let digest: Vec<u8> = row.try_get("ws_token_digest").map_err(store_error)?;
+        if bool::from(digest.as_slice().ct_eq(token.digest())) {
+            let expires_at: Option<i64> = row.try_get("ws_token_expires_at").map_err(store_error)?;
+            let user = U::from_row(row).map_err(store_error)?;
+            return Ok(Some(Authenticated::new(user).with_expiry(expires_at.map(from_unix_millis))));
+        }
+    }
+    Ok(None)
+}
+
+fn unix_millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_unix_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Sorts sqlx errors into "cannot reach the database" and "the database said no".
+fn store_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::unavailable(error)
+        }
+        other => StoreError::backend(other),
+    }
+}

@@ -1,0 +1,119 @@
+//! `SqlTokenStore` over a real SQLite file and the machine's real PostgreSQL
+//! (`DATABASE_URL`; the test fails when it cannot connect).
+
+use std::time::Duration;
+
+use ws_token_auth::store::{SqlPool, SqlTokenStore, UsersTable};
+use ws_token_auth::{Token, TokenStore};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+struct ChatUser {
+    id: i64,
+    username: String,
+    is_staff: bool,
+}
+
+/// A name no other test uses, for tables of our own.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &Token::generate().expose_secret()[..12])
+}
+
+async fn exec(pool: &SqlPool, sql: &str) {
+    match pool {
+        SqlPool::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop).unwrap(),
+        SqlPool::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+/// Every stored value of the tokens table, as text, to look for tokens in clear.
+async fn raw_rows(pool: &SqlPool, table: &str) -> String {
+    let sql = format!("SELECT token_id, digest, user_id FROM {table}");
+    match pool {
+        SqlPool::Sqlite(pool) => {
+            let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(&sql).fetch_all(pool).await.unwrap();
+            format!("{rows:?} {}", rows.iter().map(|r| String::from_utf8_lossy(&r.1)).collect::<String>())
+        }
+        SqlPool::Postgres(pool) => {
+            let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(&sql).fetch_all(pool).await.unwrap();
+            format!("{rows:?} {}", rows.iter().map(|r| String::from_utf8_lossy(&r.1)).collect::<String>())
+        }
+        _ => unreachable!(),
+    }
+}
+
+async fn behaves(pool: SqlPool) {
+    let users = unique("users");
+    let tokens = unique("tokens");
+    exec(
+        &pool,
+        &format!(
+            "CREATE TABLE {users} (id BIGINT PRIMARY KEY, username TEXT NOT NULL, is_staff BOOLEAN NOT NULL, \
+             is_active BOOLEAN NOT NULL);
+             INSERT INTO {users} VALUES (1, 'alice', FALSE, TRUE), (2, 'bob', TRUE, TRUE), (3, 'carol', FALSE, FALSE);"
+        ),
+    )
+    .await;
+    let table = UsersTable::new(&users).unwrap().active_column("is_active").unwrap();
+    let store = SqlTokenStore::<ChatUser>::new(pool.clone(), table).with_table_name(&tokens).unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap(); // idempotent
+
+    let alice = store.issue(1, None).await.unwrap();
+    let alice2 = store.issue(1, None).await.unwrap();
+    let bob = store.issue(2, Some(Duration::from_secs(3600))).await.unwrap();
+    let carol = store.issue(3, None).await.unwrap();
+    let short = store.issue(2, Some(Duration::from_millis(1))).await.unwrap();
+
+    let found = store.authenticate(&alice).await.unwrap().unwrap();
+    assert_eq!(found.user, ChatUser { id: 1, username: "alice".into(), is_staff: false });
+    assert_eq!(found.expires_at, None);
+    let found = store.authenticate(&bob).await.unwrap().unwrap();
+    assert!(found.user.is_staff);
+    assert!(found.expires_at.is_some());
+    assert_eq!(store.authenticate(&carol).await.unwrap(), None, "inactive users authenticate as nobody");
+    assert_eq!(store.authenticate(&Token::generate()).await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.authenticate(&short).await.unwrap(), None, "expired");
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+
+    let rows = raw_rows(&pool, &tokens).await;
+    for token in [&alice, &alice2, &bob, &carol] {
+        assert!(!rows.contains(token.expose_secret()), "a token is stored in clear: {rows}");
+        assert!(rows.contains(&token.id().to_string()), "lookup id missing: {rows}");
+    }
+
+    assert!(store.revoke(&alice).await.unwrap());
+    assert!(!store.revoke(&alice).await.unwrap());
+    assert_eq!(store.authenticate(&alice).await.unwrap(), None);
+    assert!(store.authenticate(&alice2).await.unwrap().is_some());
+    let bob2 = store.issue(2, None).await.unwrap();
+    assert_eq!(store.revoke_user(2).await.unwrap(), 2);
+    assert_eq!(store.authenticate(&bob).await.unwrap(), None);
+    assert_eq!(store.authenticate(&bob2).await.unwrap(), None);
+    assert!(store.authenticate(&alice2).await.unwrap().is_some(), "other users keep their tokens");
+
+    exec(&pool, &format!("DROP TABLE {tokens}; DROP TABLE {users};")).await;
+}
+
+#[tokio::test]
+async fn sqlite_file() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("ws_token_auth_test")));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+    behaves(pool.into()).await;
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn postgres() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
+    behaves(pool.into()).await;
+}
+
+#[test]
+fn identifiers_are_checked() {
+    assert!(UsersTable::new("users; DROP TABLE x").is_err());
+    assert!(UsersTable::new("1users").is_err());
+    assert!(UsersTable::new("auth_user").unwrap().active_column("is active").is_err());
+}
