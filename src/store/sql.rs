@@ -216,7 +216,8 @@ impl<U: SqlUser> SqlTokenStore<U> {
         )
     }
 
-    /// Creates the store's table and index if they are missing.
+    /// Creates the store's table and index if they are missing. Safe to call
+    /// from several processes at once.
     ///
     /// # Errors
     /// [`StoreError`] if the database refuses.
@@ -231,7 +232,12 @@ impl<U: SqlUser> SqlTokenStore<U> {
             SqlPool::Postgres(pool) => {
                 let schema =
                     include_str!("../../migrations/postgres/0001_tokens.sql").replace("{tokens}", &self.tokens);
-                sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
+                // Nodes that start together race on CREATE ... IF NOT EXISTS
+                // (a unique violation in pg_class): serialize them.
+                let mut tx = pool.begin().await.map_err(store_error)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7302)").execute(&mut *tx).await.map_err(store_error)?;
+                sqlx::raw_sql(&schema).execute(&mut *tx).await.map_err(store_error)?;
+                tx.commit().await.map_err(store_error)?;
             }
         }
         Ok(())

@@ -1,0 +1,157 @@
+//! HTTP: the page, the login API, and the WebSocket endpoint behind
+//! `TokenAuthLayer`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use ws_token_auth::{AuthenticatedUser, OriginPolicy, TokenAuthLayer};
+
+use super::chat::{Hub, MAX_FRAME_BYTES};
+use super::db::{ChatUser, Db, hash_password, verify_password};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    pub(crate) db: Db,
+    pub(crate) hub: Arc<Hub>,
+    /// Checked against when the user does not exist, so that an unknown name
+    /// and a wrong password take the same time.
+    dummy_hash: Arc<str>,
+    secure_cookies: bool,
+}
+
+impl App {
+    pub(crate) async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices));
+        let dummy_hash =
+            tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
+                .await??
+                .into();
+        Ok(Self { db, hub, dummy_hash, secure_cookies })
+    }
+}
+
+/// The whole HTTP surface; the origin policy guards cookie credentials.
+pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
+    let auth = TokenAuthLayer::new(app.db.tokens.clone()).origin_policy(origin);
+    let protected = Router::new()
+        .route("/api/logout", post(logout))
+        .route("/api/rooms", get(rooms))
+        .route("/api/me", get(me))
+        .route("/chat/stream/", get(stream))
+        .route_layer(auth);
+    Router::new().route("/", get(page)).route("/api/login", post(login)).merge(protected).with_state(app)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("static/index.html"))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let credentials: Option<Credentials> = if form { parse_form(&body) } else { serde_json::from_slice(&body).ok() };
+    let Some(Credentials { username, password }) = credentials else {
+        return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"}));
+    };
+    let login = match app.db.login(&username).await {
+        Ok(login) => login,
+        Err(error) => {
+            eprintln!("login: database error: {error}");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
+        }
+    };
+    let hash: Arc<str> =
+        login.as_ref().map_or_else(|| Arc::clone(&app.dummy_hash), |l| l.password_hash.as_str().into());
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    let user = match login {
+        Some(login) if matches && login.is_active => login,
+        _ => return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"})),
+    };
+    let token = match app.db.tokens.issue(user.id, None).await {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("login: cannot issue a token: {error}");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
+        }
+    };
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("key={}; Path=/; HttpOnly; SameSite=Lax{secure}", token.expose_secret());
+    let mut response =
+        json_response(StatusCode::OK, json!({"username": user.username, "token": token.expose_secret()}));
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `username=...&password=...`, percent-decoded.
+fn parse_form(body: &[u8]) -> Option<Credentials> {
+    let (mut username, mut password) = (None, None);
+    for (key, value) in form_urlencoded::parse(body) {
+        match &*key {
+            "username" => username = Some(value.into_owned()),
+            "password" => password = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    Some(Credentials { username: username?, password: password? })
+}
+
+async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
+    if let Err(error) = app.db.tokens.revoke(user.token()).await {
+        eprintln!("logout: cannot revoke token {}: {error}", user.token_id());
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
+    }
+    let clear = HeaderValue::from_static("key=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+    (StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response()
+}
+
+async fn rooms(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
+    match app.db.rooms().await {
+        Ok(rooms) => {
+            let visible: Vec<_> = rooms
+                .into_iter()
+                .filter(|room| !room.staff_only || user.user.is_staff)
+                .map(|room| json!({"id": room.id.to_string(), "title": room.title, "staff_only": room.staff_only}))
+                .collect();
+            json_response(StatusCode::OK, json!(visible))
+        }
+        Err(error) => {
+            eprintln!("rooms: database error: {error}");
+            json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}))
+        }
+    }
+}
+
+async fn me(user: AuthenticatedUser<ChatUser>) -> Response {
+    json_response(StatusCode::OK, json!({"username": user.user.username, "is_staff": user.user.is_staff}))
+}
+
+async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| app.hub.serve(socket, user))
+}

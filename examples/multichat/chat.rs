@@ -1,0 +1,295 @@
+//! The chat core: rooms, membership, commands and fan-out, per PROTOCOL.md.
+//!
+//! Each socket has a bounded outgoing queue drained by its own writer task.
+//! Room frames are serialized once and shared by every receiver (a
+//! `Utf8Bytes` clone is a reference count). Nothing awaits while a room's
+//! lock is held: queues are fed with `try_send`, and a client whose queue is
+//! full is kicked (its socket closes, it leaves its rooms) instead of
+//! stalling the room.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use ws_token_auth::AuthenticatedUser;
+
+use super::db::{ChatUser, RoomRow};
+
+/// The longest chat message, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
+/// The largest frame a client may send, in bytes; larger ones close with 1009.
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// How many frames may wait for a slow client before it is dropped.
+pub(crate) const QUEUE_FRAMES: usize = 1024;
+
+/// Close codes.
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOKEN_REVOKED: u16 = 4401;
+
+/// Every room and its members.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    rooms: HashMap<String, Room>,
+    notices: bool,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Room {
+    id: String,
+    title: String,
+    staff_only: bool,
+    members: Mutex<HashMap<u64, Member>>,
+}
+
+/// A socket in a room: where to send its frames, how to kick it.
+#[derive(Debug, Clone)]
+struct Member {
+    queue: mpsc::Sender<Outgoing>,
+    kick: Arc<Notify>,
+}
+
+impl Member {
+    /// Queues a frame; a client that cannot keep up is kicked.
+    fn push(&self, frame: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(frame) {
+            self.kick.notify_one();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Outgoing {
+    Text(Utf8Bytes),
+    Close(u16, &'static str),
+}
+
+impl Hub {
+    /// A hub over the database's rooms; `notices` sends enter/leave notices.
+    pub(crate) fn new(rooms: Vec<RoomRow>, notices: bool) -> Self {
+        let rooms = rooms
+            .into_iter()
+            .map(|r| {
+                let id = r.id.to_string();
+                let room = Room { id: id.clone(), title: r.title, staff_only: r.staff_only, members: Mutex::default() };
+                (id, room)
+            })
+            .collect();
+        Self { rooms, notices, next_id: AtomicU64::new(1) }
+    }
+
+    /// How many sockets are in room `id`.
+    #[allow(dead_code)] // read by the tests, which include this file
+    pub(crate) fn members(&self, id: &str) -> usize {
+        self.rooms.get(id).map_or(0, |room| lock(&room.members).len())
+    }
+
+    /// Serves one authenticated socket until it closes, then leaves its rooms.
+    pub(crate) async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>) {
+        let (mut sink, mut stream) = socket.split();
+        let (queue, mut outgoing) = mpsc::channel::<Outgoing>(QUEUE_FRAMES);
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                let message = match frame {
+                    Outgoing::Text(text) => Message::Text(text),
+                    Outgoing::Close(code, reason) => {
+                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        break;
+                    }
+                };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+
+        let mut conn = Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            me: Member { queue, kick: Arc::new(Notify::new()) },
+            user,
+            joined: HashSet::new(),
+        };
+        let expiry = conn.user.expires_at;
+        let expired = async move {
+            match expiry.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()) {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
+        let kick = Arc::clone(&conn.me.kick);
+        loop {
+            tokio::select! {
+                () = kick.notified() => break,
+                () = &mut expired => {
+                    conn.me.push(Outgoing::Close(CLOSE_TOKEN_REVOKED, "token expired"));
+                    break;
+                }
+                message = stream.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if !conn.handle(&self, &text) {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => conn.error("MALFORMED_COMMAND"),
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {} // ping and pong: answered by the library
+                    Some(Err(error)) => {
+                        if is_too_big(error) {
+                            conn.me.push(Outgoing::Close(CLOSE_TOO_BIG, "message too big"));
+                        }
+                        break;
+                    }
+                },
+            }
+        }
+        self.leave_all(&mut conn);
+        drop(conn); // the last sender: the writer drains the queue, then ends
+        let _ = writer.await;
+    }
+
+    fn leave_all(&self, conn: &mut Conn) {
+        for id in std::mem::take(&mut conn.joined) {
+            if let Some(room) = self.rooms.get(&id) {
+                let mut members = lock(&room.members);
+                members.remove(&conn.id);
+                if self.notices {
+                    let notice = frame(&json!({"msg_type": 5, "room": room.id, "username": conn.user.user.username}));
+                    members.values().for_each(|m| m.push(notice.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One socket's state, owned by its reader.
+struct Conn {
+    id: u64,
+    me: Member,
+    user: AuthenticatedUser<ChatUser>,
+    joined: HashSet<String>,
+}
+
+impl Conn {
+    fn error(&self, code: &str) {
+        self.me.push(frame(&json!({ "error": code })));
+    }
+
+    fn expired(&self) -> bool {
+        self.user.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
+
+    /// Handles one text frame; returns false when the socket must close.
+    fn handle(&mut self, hub: &Hub, text: &str) -> bool {
+        let Ok(Value::Object(command)) = serde_json::from_str::<Value>(text) else {
+            self.error("MALFORMED_COMMAND");
+            return true;
+        };
+        let room = command.get("room").and_then(room_id);
+        let name = command.get("command").and_then(Value::as_str);
+        if !matches!(name, Some("join" | "leave" | "send")) {
+            self.error("MALFORMED_COMMAND");
+            return true;
+        }
+        let message = command.get("message");
+        if name == Some("send") && !message.is_some_and(Value::is_string) {
+            self.error("MALFORMED_COMMAND");
+            return true;
+        }
+        if self.expired() {
+            self.error("USER_HAS_TO_LOGIN");
+            self.me.push(Outgoing::Close(CLOSE_TOKEN_REVOKED, "token expired"));
+            return false;
+        }
+        match (name, message.and_then(Value::as_str)) {
+            (Some("join"), _) => self.join(hub, room),
+            (Some("leave"), _) => self.leave(hub, room),
+            (_, Some(message)) => self.send(hub, room, message),
+            _ => self.error("MALFORMED_COMMAND"),
+        }
+        true
+    }
+
+    fn join(&mut self, hub: &Hub, id: Option<String>) {
+        let Some(room) = id.and_then(|id| hub.rooms.get(&id)) else { return self.error("ROOM_INVALID") };
+        if room.staff_only && !self.user.user.is_staff {
+            return self.error("ROOM_ACCESS_DENIED");
+        }
+        let reply = frame(&json!({"join": room.id, "title": room.title}));
+        let mut members = lock(&room.members);
+        // The reply goes first, and the notice and the membership change
+        // happen under one lock: whatever the room sends next comes after it,
+        // and two sockets joining at once each see the other's notice.
+        self.me.push(reply);
+        if members.contains_key(&self.id) {
+            return;
+        }
+        if hub.notices {
+            let notice = frame(&json!({"msg_type": 4, "room": room.id, "username": self.user.user.username}));
+            members.values().for_each(|m| m.push(notice.clone()));
+        }
+        members.insert(self.id, self.me.clone());
+        self.joined.insert(room.id.clone());
+    }
+
+    fn leave(&mut self, hub: &Hub, id: Option<String>) {
+        let Some(room) = id.and_then(|id| hub.rooms.get(&id)) else { return self.error("ROOM_INVALID") };
+        if !self.joined.remove(&room.id) {
+            return self.error("ROOM_ACCESS_DENIED");
+        }
+        {
+            let mut members = lock(&room.members);
+            if hub.notices {
+                let notice = frame(&json!({"msg_type": 5, "room": room.id, "username": self.user.user.username}));
+                members.values().for_each(|m| m.push(notice.clone()));
+            }
+            members.remove(&self.id);
+        }
+        self.me.push(frame(&json!({ "leave": room.id })));
+    }
+
+    fn send(&mut self, hub: &Hub, id: Option<String>, message: &str) {
+        let Some(id) = id.filter(|id| self.joined.contains(id)) else { return self.error("ROOM_ACCESS_DENIED") };
+        let Some(room) = hub.rooms.get(&id) else { return self.error("ROOM_INVALID") };
+        if message.chars().count() > MAX_MESSAGE_CHARS {
+            return self.error("MESSAGE_TOO_LONG");
+        }
+        let shared =
+            frame(&json!({"msg_type": 0, "room": room.id, "username": self.user.user.username, "message": message}));
+        lock(&room.members).values().for_each(|m| m.push(shared.clone()));
+    }
+}
+
+/// A room id from a command: a string of digits or a non-negative integer,
+/// as its canonical decimal text.
+fn room_id(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u64>().ok().map(|n| n.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn frame(value: &Value) -> Outgoing {
+    Outgoing::Text(Utf8Bytes::from(value.to_string()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a few map operations and `try_send`s, which
+    // leave the map consistent even if a panic interrupted them.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether a read error is tungstenite's "message or frame too big".
+fn is_too_big(error: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    error.into_inner().downcast::<WsError>().is_ok_and(|e| matches!(*e, WsError::Capacity(_)))
+}

@@ -1,0 +1,210 @@
+//! multichat: the showcase of ws-token-auth. A chat server that speaks the
+//! protocol of the classic Django Channels "multichat" example (see
+//! `../shared/PROTOCOL.md`), so its web and Android clients work unchanged,
+//! with the handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`.
+//!
+//! ```sh
+//! cargo run --example multichat                      # serve on 127.0.0.1:8000, SQLite file multichat.db
+//! cargo run --example multichat -- create-user alice --password secret
+//! cargo run --example multichat -- seed-users --count 1000 > tokens.txt
+//! cargo run --example multichat -- revoke --user alice
+//! cargo run --example multichat -- serve --database-url postgres://postgres@127.0.0.1/test
+//! ```
+//!
+//! stdout carries only what a command is for (the address, a token, `username
+//! token` lines, a count); progress and errors go to stderr.
+
+pub(crate) mod api;
+pub(crate) mod chat;
+pub(crate) mod db;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use ws_token_auth::{OriginPolicy, Token};
+
+use self::db::{Db, Error, hash_password};
+
+const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
+commands:
+  serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--no-notices] [--secure-cookies]
+  create-user NAME [--password PW] [--staff]
+  seed-users --count N [--prefix user] [--password PW]
+  revoke TOKEN | revoke --user NAME
+--database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    Serve { bind: SocketAddr, allowed_origins: Vec<String>, notices: bool, secure_cookies: bool },
+    CreateUser { name: String, password: Option<String>, staff: bool },
+    SeedUsers { count: usize, prefix: String, password: String },
+    Revoke { token: Option<String>, user: Option<String> },
+}
+
+/// Parses the arguments after the program name; `--database-url` may stand
+/// anywhere. Returns the database URL (None: use the default) and the command.
+pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
+    let mut database_url = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--database-url" => database_url = Some(it.next().ok_or("--database-url needs a value")?.clone()),
+            other => match other.strip_prefix("--database-url=") {
+                Some(url) => database_url = Some(url.to_owned()),
+                None => rest.push(arg.clone()),
+            },
+        }
+    }
+    let (name, options) = match rest.first().map(String::as_str) {
+        None => ("serve", &rest[..]),
+        Some(first) if first.starts_with("--") => ("serve", &rest[..]),
+        Some(first) => (first, &rest[1..]),
+    };
+    let mut positional = Vec::new();
+    let mut flags: Vec<(&str, Option<&str>)> = Vec::new();
+    let mut it = options.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            flag @ ("--no-notices" | "--staff" | "--secure-cookies") => flags.push((flag, None)),
+            flag if flag.starts_with("--") => {
+                let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                flags.push((flag, Some(value)));
+            }
+            value => positional.push(value.to_owned()),
+        }
+    }
+    let take = |flag: &str| flags.iter().rev().find(|(f, _)| *f == flag).and_then(|(_, v)| v.map(str::to_owned));
+    let has = |flag: &str| flags.iter().any(|(f, _)| *f == flag);
+    let allowed = |known: &[&str]| match flags.iter().find(|(f, _)| !known.contains(f)) {
+        Some((flag, _)) => Err(format!("{name}: unknown option {flag}")),
+        None => Ok(()),
+    };
+    let command = match name {
+        "serve" => {
+            allowed(&["--bind", "--allowed-origin", "--no-notices", "--secure-cookies", "--redis-url"])?;
+            if has("--redis-url") {
+                return Err("serve: --redis-url (several processes as one chat) is not available yet".into());
+            }
+            let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
+            Command::Serve {
+                bind: bind.parse().map_err(|e| format!("--bind {bind}: {e}"))?,
+                allowed_origins: flags
+                    .iter()
+                    .filter(|(f, _)| *f == "--allowed-origin")
+                    .filter_map(|(_, v)| v.map(str::to_owned))
+                    .collect(),
+                notices: !has("--no-notices"),
+                secure_cookies: has("--secure-cookies"),
+            }
+        }
+        "create-user" => {
+            allowed(&["--password", "--staff"])?;
+            let [name] = &positional[..] else { return Err("create-user: give one NAME".into()) };
+            Command::CreateUser { name: name.clone(), password: take("--password"), staff: has("--staff") }
+        }
+        "seed-users" => {
+            allowed(&["--count", "--prefix", "--password"])?;
+            let count = take("--count").ok_or("seed-users: --count N is required")?;
+            Command::SeedUsers {
+                count: count.parse().map_err(|_| format!("seed-users: --count {count}: not a number"))?,
+                prefix: take("--prefix").unwrap_or_else(|| "user".into()),
+                password: take("--password").unwrap_or_else(|| "password".into()),
+            }
+        }
+        "revoke" => {
+            allowed(&["--user", "--redis-url"])?;
+            let user = take("--user");
+            match (&positional[..], &user) {
+                ([token], None) => Command::Revoke { token: Some(token.clone()), user: None },
+                ([], Some(_)) => Command::Revoke { token: None, user },
+                _ => return Err("revoke: give either TOKEN or --user NAME".into()),
+            }
+        }
+        other => return Err(format!("unknown command {other:?}")),
+    };
+    Ok((database_url, command))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let (url, command) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            eprintln!("multichat: {error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = url.or_else(|| std::env::var("DATABASE_URL").ok()).unwrap_or_else(|| "sqlite://multichat.db".into());
+    match run(&url, command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("multichat: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(url: &str, command: Command) -> Result<(), Error> {
+    let db = Db::open(url).await?;
+    match command {
+        Command::Serve { bind, allowed_origins, notices, secure_cookies } => {
+            let mut origin = OriginPolicy::same_host();
+            for allowed in &allowed_origins {
+                origin = origin.allow(allowed)?;
+            }
+            if db.user_count().await? == 0 {
+                eprintln!("no users yet: create one with `multichat create-user NAME --password PW`");
+            }
+            let app = api::App::new(db, notices, secure_cookies).await?;
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            println!("http://{}", listener.local_addr()?);
+            eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
+            axum::serve(listener, api::router(app, origin)).await?;
+        }
+        Command::CreateUser { name, password, staff } => {
+            let password = password.unwrap_or_else(|| {
+                let generated = Token::generate().expose_secret()[..20].to_owned();
+                eprintln!("password for {name}: {generated}");
+                generated
+            });
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+            let id = db.create_user(&name, &hash, staff).await?;
+            let token = db.tokens.issue(id, None).await?;
+            eprintln!("created user {name}{}", if staff { " (staff)" } else { "" });
+            println!("{}", token.expose_secret());
+        }
+        Command::SeedUsers { count, prefix, password } => {
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+            let names: Vec<String> = (1..=count).map(|i| format!("{prefix}{i}")).collect();
+            let ids = db.ensure_users(&names, &hash).await?;
+            let mut out = String::with_capacity(count * 80);
+            for (name, id) in names.iter().zip(ids) {
+                let token = db.tokens.issue(id, None).await?;
+                out.push_str(name);
+                out.push(' ');
+                out.push_str(token.expose_secret());
+                out.push('\n');
+            }
+            print!("{out}");
+            eprintln!("seeded {count} users");
+        }
+        Command::Revoke { token: Some(token), .. } => {
+            let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
+            let revoked = db.tokens.revoke(&token).await?;
+            println!("{}", u8::from(revoked));
+        }
+        Command::Revoke { user: Some(name), .. } => {
+            let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
+            println!("{}", db.tokens.revoke_user(id).await?);
+        }
+        Command::Revoke { .. } => unreachable!("parse requires TOKEN or --user"),
+    }
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! The multichat example (`examples/multichat/`, included as it is) driven the
+//! way an Android client drives it: tokio-tungstenite sockets sending
+//! `Cookie: key=<token>` and no `Origin`. Every test runs twice, over a
+//! temporary SQLite file and over the machine's PostgreSQL (`DATABASE_URL`;
+//! a test fails when it cannot reach it).
+
+#[allow(dead_code)]
+#[path = "../examples/multichat/main.rs"]
+mod multichat;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, StatusCode, header};
+use multichat::api::{App, router};
+use multichat::db::{Db, hash_password};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use ws_token_auth::{OriginPolicy, Token};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Server {
+    addr: SocketAddr,
+    app: App,
+    /// Makes user names unique: PostgreSQL tables are shared by every test.
+    tag: String,
+    /// The hash of every test user's password, `pw` (argon2 is slow by design).
+    pw_hash: String,
+}
+
+async fn start(backend: Backend, notices: bool) -> Server {
+    let url = match backend {
+        Backend::Sqlite => {
+            let file =
+                std::env::temp_dir().join(format!("multichat-test-{}.db", &Token::generate().expose_secret()[..12]));
+            format!("sqlite://{}", file.display())
+        }
+        Backend::Postgres => {
+            std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)")
+        }
+    };
+    let db = Db::open(&url).await.unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    let app = App::new(db, notices, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = router(app.clone(), OriginPolicy::same_host());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    Server { addr, app, tag: Token::generate().expose_secret()[..8].to_owned(), pw_hash: hash_password("pw").unwrap() }
+}
+
+impl Server {
+    /// Creates a user (password `pw`) and returns its name and a token.
+    async fn user(&self, name: &str, staff: bool) -> (String, String) {
+        let name = format!("{name}_{}", self.tag);
+        let id = self.app.db.create_user(&name, &self.pw_hash, staff).await.unwrap();
+        let token = self.app.db.tokens.issue(id, None).await.unwrap();
+        (name, token.expose_secret().to_owned())
+    }
+
+    async fn handshake(&self, headers: &[(&str, &str)]) -> Result<Socket, (StatusCode, HeaderMap)> {
+        let mut req = format!("ws://{}/chat/stream/", self.addr).into_client_request().unwrap();
+        for (name, value) in headers {
+            req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((socket, response)) => {
+                assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+                Ok(socket)
+            }
+            Err(WsError::Http(response)) => Err((response.status(), response.headers().clone())),
+            Err(other) => panic!("handshake failed below HTTP: {other}"),
+        }
+    }
+
+    /// The way an Android client connects: the cookie header, no Origin.
+    async fn connect(&self, token: &str) -> Socket {
+        self.handshake(&[("cookie", &format!("key={token}"))]).await.expect("handshake refused")
+    }
+
+    async fn status(&self, headers: &[(&str, &str)]) -> StatusCode {
+        match self.handshake(headers).await {
+            Ok(_) => StatusCode::SWITCHING_PROTOCOLS,
+            Err((status, _)) => status,
+        }
+    }
+
+    async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head[9..12].parse().unwrap(), head.to_owned(), body.to_owned())
+    }
+}
+
+async fn send(socket: &mut Socket, value: Value) {
+    socket.send(Message::Text(value.to_string().into())).await.unwrap();
+}
+
+/// The next text frame as JSON (fails after 5 s).
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("no frame within 5 s")
+            .expect("socket ended")
+            .expect("socket error");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Nothing arrives within 300 ms.
+async fn silent(socket: &mut Socket) {
+    if let Ok(frame) = tokio::time::timeout(Duration::from_millis(300), socket.next()).await {
+        panic!("unexpected frame: {frame:?}");
+    }
+}
+
+/// The close code the server ends the socket with (fails after 5 s).
+async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("not closed within 5 s") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+async fn join(socket: &mut Socket, room: &str) -> Value {
+    send(socket, json!({"command": "join", "room": room})).await;
+    recv(socket).await
+}
+
+fn error(code: &str) -> Value {
+    json!({ "error": code })
+}
+
+// ---------------------------------------------------------------------------
+
+async fn handshake_table(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, token) = server.user("alice", false).await;
+    let cookie = format!("key={token}");
+
+    // Valid: an Android client (cookie, no Origin), a browser (same-host Origin), Authorization.
+    assert_eq!(server.status(&[("cookie", &cookie)]).await, StatusCode::SWITCHING_PROTOCOLS);
+    let same_host = format!("http://{}", server.addr);
+    assert_eq!(server.status(&[("cookie", &cookie), ("origin", &same_host)]).await, StatusCode::SWITCHING_PROTOCOLS);
+    for scheme in ["Token", "Bearer"] {
+        let auth = format!("{scheme} {token}");
+        let headers = [("authorization", auth.as_str()), ("origin", "https://evil.example")];
+        assert_eq!(server.status(&headers).await, StatusCode::SWITCHING_PROTOCOLS, "{scheme}");
+    }
+
+    // 401 with a challenge.
+    match server.handshake(&[]).await {
+        Err((status, headers)) => {
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        }
+        Ok(_) => panic!("no token was upgraded"),
+    }
+    let monkey = format!("monkey={token}");
+    let keys = format!("keys={token}");
+    let unknown = format!("key={}", Token::generate().expose_secret());
+    for headers in [
+        [("cookie", monkey.as_str())],
+        [("cookie", keys.as_str())],
+        [("cookie", unknown.as_str())],
+        [("cookie", "key=")],
+    ] {
+        assert_eq!(server.status(&headers).await, StatusCode::UNAUTHORIZED, "{headers:?}");
+    }
+    // Expired and inactive.
+    let (_, short) = {
+        let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
+        (id, server.app.db.tokens.issue(id, Some(Duration::from_millis(1))).await.unwrap())
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(server.status(&[("cookie", &format!("key={}", short.expose_secret()))]).await, StatusCode::UNAUTHORIZED);
+    let (carol, carol_token) = server.user("carol", false).await;
+    set_active(&server, &carol, false).await;
+    assert_eq!(server.status(&[("cookie", &format!("key={carol_token}"))]).await, StatusCode::UNAUTHORIZED);
+
+    // 400: malformed.
+    let two = format!("key={token}; key=other");
+    let long = format!("key={}", "a".repeat(300));
+    for value in [two.as_str(), long.as_str(), "key=a\tb"] {
+        assert_eq!(server.status(&[("cookie", value)]).await, StatusCode::BAD_REQUEST, "{value:.30}");
+    }
+    // 403: cookie from another site.
+    for origin in ["https://evil.example", "null", "http://localhost:1"] {
+        assert_eq!(server.status(&[("cookie", &cookie), ("origin", origin)]).await, StatusCode::FORBIDDEN, "{origin}");
+    }
+}
+
+async fn set_active(server: &Server, name: &str, active: bool) {
+    use ws_token_auth::store::SqlPool;
+    let sql = "UPDATE chat_users SET is_active = $1 WHERE username = $2";
+    match &server.app.db.pool {
+        SqlPool::Sqlite(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
+        SqlPool::Postgres(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+async fn rooms_messages_and_notices(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, a) = server.user("alice", false).await;
+    let (bob, b) = server.user("bob", false).await;
+    let (carol, c) = server.user("carol", false).await;
+    let (mut a, mut b, mut c) = (server.connect(&a).await, server.connect(&b).await, server.connect(&c).await);
+
+    assert_eq!(join(&mut a, "1").await, json!({"join": "1", "title": "General"}));
+    // `room` may be an integer; server frames always carry a string.
+    send(&mut b, json!({"command": "join", "room": 1})).await;
+    assert_eq!(recv(&mut b).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(recv(&mut a).await, json!({"msg_type": 4, "room": "1", "username": bob}));
+    assert_eq!(join(&mut c, "1").await, json!({"join": "1", "title": "General"}));
+    for socket in [&mut a, &mut b] {
+        assert_eq!(recv(socket).await, json!({"msg_type": 4, "room": "1", "username": carol}));
+    }
+    silent(&mut c).await; // the joiner gets no notice of itself
+
+    send(&mut a, json!({"command": "send", "room": "1", "message": "hello <b>all</b>"})).await;
+    for socket in [&mut a, &mut b, &mut c] {
+        let expected = json!({"msg_type": 0, "room": "1", "username": alice, "message": "hello <b>all</b>"});
+        assert_eq!(recv(socket).await, expected);
+    }
+
+    // Joining again: the reply again, no second notice.
+    assert_eq!(join(&mut b, "1").await, json!({"join": "1", "title": "General"}));
+    silent(&mut a).await;
+
+    // Leave: everyone, the leaver too, gets the notice; then the leaver gets the reply.
+    send(&mut b, json!({"command": "leave", "room": "1"})).await;
+    for socket in [&mut a, &mut c] {
+        assert_eq!(recv(socket).await, json!({"msg_type": 5, "room": "1", "username": bob}));
+    }
+    assert_eq!(recv(&mut b).await, json!({"msg_type": 5, "room": "1", "username": bob}));
+    assert_eq!(recv(&mut b).await, json!({"leave": "1"}));
+    send(&mut a, json!({"command": "send", "room": 1, "message": "bob is gone"})).await;
+    assert_eq!(recv(&mut c).await["message"], "bob is gone");
+    assert_eq!(recv(&mut a).await["message"], "bob is gone");
+    silent(&mut b).await;
+
+    // A disconnect leaves every room, with the notice.
+    c.close(None).await.unwrap();
+    assert_eq!(recv(&mut a).await, json!({"msg_type": 5, "room": "1", "username": carol}));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.app.hub.members("1"), 1);
+}
+
+async fn errors_in_order(backend: Backend) {
+    let server = start(backend, true).await;
+    let (_, a) = server.user("alice", false).await;
+    let (_, s) = server.user("staff", true).await;
+    let mut a = server.connect(&a).await;
+    let mut s = server.connect(&s).await;
+
+    for room in
+        [json!("99"), json!("abc"), json!(-1), json!(1.5), json!(""), json!(null), json!("99999999999999999999999")]
+    {
+        send(&mut a, json!({"command": "join", "room": room})).await;
+        assert_eq!(recv(&mut a).await, error("ROOM_INVALID"), "join {room}");
+    }
+    send(&mut a, json!({"command": "join"})).await;
+    assert_eq!(recv(&mut a).await, error("ROOM_INVALID"));
+    assert_eq!(join(&mut a, "2").await, error("ROOM_ACCESS_DENIED"), "staff only");
+    assert_eq!(join(&mut s, "2").await, json!({"join": "2", "title": "Staff"}));
+    // send to a room not joined: ROOM_ACCESS_DENIED, even when the room does not exist.
+    for room in ["1", "99"] {
+        send(&mut a, json!({"command": "send", "room": room, "message": "x"})).await;
+        assert_eq!(recv(&mut a).await, error("ROOM_ACCESS_DENIED"), "send to {room}");
+    }
+    send(&mut a, json!({"command": "leave", "room": "1"})).await;
+    assert_eq!(recv(&mut a).await, error("ROOM_ACCESS_DENIED"));
+    send(&mut a, json!({"command": "leave", "room": "99"})).await;
+    assert_eq!(recv(&mut a).await, error("ROOM_INVALID"));
+}
+
+async fn malformed_frames_keep_the_socket(backend: Backend) {
+    let server = start(backend, true).await;
+    let (_, a) = server.user("alice", false).await;
+    let mut a = server.connect(&a).await;
+    let frames = [
+        "not json",
+        "[1, 2]",
+        "\"a string\"",
+        "{}",
+        r#"{"command": "dance", "room": "1"}"#,
+        r#"{"command": 7}"#,
+        r#"{"command": "send", "room": "1", "message": 5}"#,
+        r#"{"command": "send", "room": "1"}"#,
+    ];
+    for text in frames {
+        a.send(Message::Text(text.into())).await.unwrap();
+        assert_eq!(recv(&mut a).await, error("MALFORMED_COMMAND"), "{text}");
+    }
+    a.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(recv(&mut a).await, error("MALFORMED_COMMAND"));
+    assert_eq!(join(&mut a, "1").await["join"], "1", "the socket still works");
+
+    let at_limit = "é".repeat(4096);
+    send(&mut a, json!({"command": "send", "room": "1", "message": at_limit})).await;
+    assert_eq!(recv(&mut a).await["message"], at_limit);
+    send(&mut a, json!({"command": "send", "room": "1", "message": "x".repeat(4097)})).await;
+    assert_eq!(recv(&mut a).await, error("MESSAGE_TOO_LONG"));
+
+    // A frame over 64 KiB closes with 1009.
+    a.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
+    assert_eq!(close_code(&mut a).await, Some(CloseCode::Size));
+}
+
+async fn http_api(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, token) = server.user("alice", false).await;
+    let (boss, boss_token) = server.user("boss", true).await;
+
+    let body = json!({"username": alice, "password": "pw"}).to_string();
+    let (status, head, body) = server.http("POST", "/api/login", &[("content-type", "application/json")], &body).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["username"], alice);
+    let new_token = reply["token"].as_str().unwrap().to_owned();
+    let cookie_line = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap().to_owned();
+    assert!(cookie_line.contains(&format!("key={new_token}")), "{cookie_line}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie_line.contains(attribute), "{cookie_line}");
+    }
+    let form = format!("username={boss}&password=pw");
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(server.http("POST", "/api/login", &form_type, &form).await.0, 200);
+
+    // Unknown user and wrong password: the same answer.
+    let wrong = server.http("POST", "/api/login", &form_type, &format!("username={alice}&password=nope")).await;
+    let unknown = server.http("POST", "/api/login", &form_type, "username=nobody_at_all&password=pw").await;
+    assert_eq!((wrong.0, &wrong.2), (401, &r#"{"error":"INVALID_CREDENTIALS"}"#.to_owned()));
+    assert_eq!((unknown.0, &unknown.2), (wrong.0, &wrong.2));
+
+    // Rooms: only those the user may join.
+    let (status, _, body) = server.http("GET", "/api/rooms", &[("cookie", &format!("key={token}"))], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!([{"id": "1", "title": "General", "staff_only": false}])
+    );
+    let auth = format!("Token {boss_token}");
+    let (_, _, body) = server.http("GET", "/api/rooms", &[("authorization", &auth)], "").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 2);
+    assert_eq!(server.http("GET", "/api/rooms", &[], "").await.0, 401);
+
+    // Logout revokes that token only.
+    let (status, head, _) = server.http("POST", "/api/logout", &[("cookie", &format!("key={new_token}"))], "").await;
+    assert_eq!(status, 204);
+    assert!(head.contains("Max-Age=0"), "the cookie is cleared: {head}");
+    assert_eq!(server.status(&[("cookie", &format!("key={new_token}"))]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.status(&[("cookie", &format!("key={token}"))]).await, StatusCode::SWITCHING_PROTOCOLS);
+
+    // The page is served to anyone.
+    let (status, _, page) = server.http("GET", "/", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/chat/stream/"));
+}
+
+async fn expired_token_closes_with_4401(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, _) = server.user("alice", false).await;
+    let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
+    let token = server.app.db.tokens.issue(id, Some(Duration::from_millis(1500))).await.unwrap();
+    let mut socket = server.connect(token.expose_secret()).await;
+    assert_eq!(join(&mut socket, "1").await["join"], "1");
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Library(4401)));
+}
+
+async fn store_outage_is_503(backend: Backend) {
+    let server = start(backend, true).await;
+    let (_, token) = server.user("alice", false).await;
+    match &server.app.db.pool {
+        ws_token_auth::store::SqlPool::Sqlite(p) => p.close().await,
+        ws_token_auth::store::SqlPool::Postgres(p) => p.close().await,
+        _ => unreachable!(),
+    }
+    assert_eq!(server.status(&[("cookie", &format!("key={token}"))]).await, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+async fn a_slow_client_does_not_stall_the_room(backend: Backend) {
+    let server = start(backend, false).await;
+    let (_, s) = server.user("sender", false).await;
+    let (_, f) = server.user("fast", false).await;
+    let (_, z) = server.user("stuck", false).await;
+    let (mut sender, mut fast, mut stuck) =
+        (server.connect(&s).await, server.connect(&f).await, server.connect(&z).await);
+    for socket in [&mut sender, &mut fast, &mut stuck] {
+        assert_eq!(join(socket, "1").await["join"], "1");
+    }
+    // `stuck` never reads again. The sender sends batches that `fast` reads
+    // before the next batch, far more in all than `stuck`'s queue and socket
+    // buffers hold: `fast` must get every message, in order, without a stall.
+    let (batches, batch) = (25, 200);
+    let text = "m".repeat(4000);
+    // The sender gets its own messages too: it reads them, as a client does.
+    let (mut sender, mut echoes) = sender.split();
+    tokio::spawn(async move { while echoes.next().await.is_some() {} });
+    for round in 0..batches {
+        for i in 0..batch {
+            let frame = json!({"command": "send", "room": "1", "message": format!("{round}/{i} {text}")});
+            sender.send(Message::Text(frame.to_string().into())).await.unwrap();
+        }
+        for i in 0..batch {
+            let frame = recv(&mut fast).await;
+            let message = frame["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(&format!("{round}/{i} ")), "round {round}, message {i}: {message:.20}");
+        }
+    }
+    // The stuck client was dropped, not waited for.
+    for _ in 0..100 {
+        if server.app.hub.members("1") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.app.hub.members("1"), 2);
+    drop(stuck);
+}
+
+async fn join_storm_delivers_every_notice(backend: Backend) {
+    let server = start(backend, true).await;
+    let n = 60;
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        tokens.push(server.user(&format!("storm{i}"), false).await.1);
+    }
+    let mut sockets = Vec::new();
+    for token in &tokens {
+        sockets.push(server.connect(token).await);
+    }
+    // Everyone joins at once; each counts the enter notices it receives.
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                assert_eq!(join(&mut socket, "1").await["join"], "1");
+                (socket, 0usize)
+            })
+        })
+        .collect();
+    let mut sockets = Vec::new();
+    for task in tasks {
+        sockets.push(task.await.unwrap().0);
+    }
+    let mut total = 0;
+    for socket in &mut sockets {
+        while let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_millis(300), socket.next()).await
+        {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(frame["msg_type"], 4, "{frame}");
+            total += 1;
+        }
+    }
+    assert_eq!(total, n * (n - 1) / 2);
+}
+
+macro_rules! both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $test() { super::$test(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+both_backends!(
+    handshake_table,
+    rooms_messages_and_notices,
+    errors_in_order,
+    malformed_frames_keep_the_socket,
+    http_api,
+    expired_token_closes_with_4401,
+    store_outage_is_503,
+    a_slow_client_does_not_stall_the_room,
+    join_storm_delivers_every_notice,
+);
+
+#[test]
+fn command_line() {
+    use multichat::{Command, parse};
+    let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let (url, command) = parse(&args("")).unwrap();
+    assert_eq!(url, None);
+    assert!(matches!(command, Command::Serve { notices: true, .. }));
+    let (url, command) = parse(&args("create-user bob --database-url sqlite://x.db --staff")).unwrap();
+    assert_eq!(url.as_deref(), Some("sqlite://x.db"));
+    assert_eq!(command, Command::CreateUser { name: "bob".into(), password: None, staff: true });
+    let (_, command) = parse(&args("--database-url postgres://h/db seed-users --count 3 --prefix u")).unwrap();
+    assert_eq!(command, Command::SeedUsers { count: 3, prefix: "u".into(), password: "password".into() });
+    assert!(matches!(
+        parse(&args("serve --no-notices --bind 0.0.0.0:9")).unwrap().1,
+        Command::Serve { notices: false, .. }
+    ));
+    assert!(parse(&args("revoke")).is_err());
+    assert!(parse(&args("seed-users")).is_err());
+    assert!(parse(&args("serve --bogus 1")).is_err());
+    assert!(parse(&args("dance")).is_err());
+}
