@@ -468,19 +468,29 @@ async fn join_storm_delivers_every_notice(backend: Backend) {
             })
         })
         .collect();
-    let mut sockets = Vec::new();
-    for task in tasks {
-        sockets.push(task.await.unwrap().0);
-    }
+    // Each socket counts the enter notices it gets until the room is quiet.
+    let counters: Vec<_> = tasks
+        .into_iter()
+        .map(|task| {
+            tokio::spawn(async move {
+                let (mut socket, mut count) = task.await.unwrap();
+                while let Ok(Some(Ok(Message::Text(text)))) =
+                    tokio::time::timeout(Duration::from_millis(500), socket.next()).await
+                {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(frame["msg_type"], 4, "{frame}");
+                    count += 1;
+                }
+                (socket, count) // kept open: a close would send others a leave notice
+            })
+        })
+        .collect();
     let mut total = 0;
-    for socket in &mut sockets {
-        while let Ok(Some(Ok(Message::Text(text)))) =
-            tokio::time::timeout(Duration::from_millis(300), socket.next()).await
-        {
-            let frame: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(frame["msg_type"], 4, "{frame}");
-            total += 1;
-        }
+    let mut sockets = Vec::new();
+    for counter in counters {
+        let (socket, count) = counter.await.unwrap();
+        total += count;
+        sockets.push(socket);
     }
     assert_eq!(total, n * (n - 1) / 2);
 }

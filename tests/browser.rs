@@ -1,0 +1,107 @@
+//! The multichat page in a real headless Chromium (Debian's `chromium`, driven
+//! by `tests/browser/chat.mjs` with playwright-core; `.ci/run` installs both):
+//! log in through the form, join General, send a message, see a message from a
+//! second (tokio-tungstenite) client, see `<img src=x onerror=alert(1)>` shown
+//! as text with no element created, log out.
+
+#[allow(dead_code)]
+#[path = "../examples/multichat/main.rs"]
+mod multichat;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use multichat::api::{App, router};
+use multichat::db::{Db, hash_password};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ws_token_auth::{OriginPolicy, Token};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.expect("no frame in 30 s");
+        if let Some(Ok(Message::Text(text))) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+        assert!(matches!(frame, Some(Ok(_))), "bob's socket ended: {frame:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_headless_chromium() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let browser_dir = format!("{dir}/tests/browser");
+    assert!(
+        std::path::Path::new(&format!("{browser_dir}/node_modules/playwright-core")).exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (and `apt-get install chromium`), as .ci/run does"
+    );
+    let file = std::env::temp_dir().join(format!("multichat-browser-{}.db", &Token::generate().expose_secret()[..12]));
+    let db = Db::open(&format!("sqlite://{}", file.display())).await.unwrap();
+    let alice_id = db.create_user("alice", &hash_password("alice-pw").unwrap(), false).await.unwrap();
+    let bob_id = db.create_user("bob", &hash_password("bob-pw").unwrap(), false).await.unwrap();
+    let bob_token = db.tokens.issue(bob_id, None).await.unwrap();
+    let app = App::new(db.clone(), true, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(app, OriginPolicy::same_host())).await.unwrap() });
+
+    // Bob: an Android-style client in General.
+    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", format!("key={}", bob_token.expose_secret()).parse().unwrap());
+    let (mut bob, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    bob.send(Message::Text(json!({"command": "join", "room": "1"}).to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut bob).await["join"], "1");
+
+    let mut node = tokio::process::Command::new("node")
+        .arg("chat.mjs")
+        .arg(format!("http://{addr}/"))
+        .args(["alice", "alice-pw"])
+        .current_dir(&browser_dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot run node");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.expect("browser script stalled").unwrap()
+    };
+    assert_eq!(next_line().await.as_deref(), Some("READY"));
+
+    // Bob saw alice come in (over the browser's cookie) and her message.
+    assert_eq!(next_json(&mut bob).await, json!({"msg_type": 4, "room": "1", "username": "alice"}));
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({"msg_type": 0, "room": "1", "username": "alice", "message": "hello from the browser"})
+    );
+    for message in ["<img src=x onerror=alert(1)>", "hello from bob"] {
+        let frame = json!({"command": "send", "room": "1", "message": message});
+        bob.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+
+    let done = next_line().await.expect("the browser script ended without DONE");
+    let report: Value = serde_json::from_str(done.strip_prefix("DONE ").expect(&done)).unwrap();
+    assert_eq!(report["images"], 0, "an element was created from a message: {report}");
+    assert_eq!(report["dialogs"], 0, "a message ran script: {report}");
+    assert_eq!(report["xss_shown_as_text"], true, "{report}");
+    assert!(report["shown"].as_array().unwrap().contains(&json!("hello from bob")), "{report}");
+    assert!(report["status"].as_str().unwrap().contains("signed out"), "{report}");
+    assert!(node.wait().await.unwrap().success(), "the browser script failed");
+
+    // Logging out closed the page's socket: alice left the room, and her token is gone.
+    for _ in 0..3 {
+        let frame = next_json(&mut bob).await;
+        if frame["msg_type"] == 5 {
+            assert_eq!(frame, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+            let left = db.tokens.revoke_user(alice_id).await.unwrap();
+            assert_eq!(left, 0, "logout revoked the browser's token");
+            let _ = std::fs::remove_file(&file);
+            return;
+        }
+    }
+    panic!("alice's socket did not close after logout");
+}

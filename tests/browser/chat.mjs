@@ -1,0 +1,47 @@
+// Drives the multichat page in Debian's headless Chromium (tests/browser.rs runs it).
+// Usage: node chat.mjs BASE_URL USERNAME PASSWORD   (SCREENSHOT=path.png to save one)
+// Prints READY once it has joined General and sent a message, then DONE when
+// bob's messages showed up as text and logging out returned to the login form.
+import { chromium } from "playwright-core";
+
+const [base, username, password] = process.argv.slice(2);
+const XSS = "<img src=x onerror=alert(1)>";
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+  ], // playwright gives every launch a fresh, empty user data dir of its own
+});
+let dialogs = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+  page.on("dialog", (dialog) => { dialogs += 1; dialog.dismiss(); });
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  page.setDefaultTimeout(20000);
+
+  await page.goto(base);
+  await page.fill("#username", username);
+  await page.fill("#password", password);
+  await page.click("#login-button");
+  await page.click('#rooms button.join[data-room="1"]');
+  const pane = page.locator('.pane[data-room="1"]');
+  await pane.waitFor();
+  await pane.locator(".message-input").fill("hello from the browser");
+  await pane.locator(".message-input").press("Enter");
+  await pane.locator(".messages .text", { hasText: "hello from the browser" }).waitFor();
+  console.log("READY");
+
+  await pane.locator(".messages .text", { hasText: "hello from bob" }).waitFor();
+  const shown = await pane.locator(".messages .text").allTextContents();
+  const images = await page.locator(".messages img").count();
+  if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
+
+  await page.click("#logout");
+  await page.locator("#login-form").waitFor({ state: "visible" });
+  const status = await page.textContent("#status");
+  console.log("DONE " + JSON.stringify({ shown, images, dialogs, status, xss_shown_as_text: shown.includes(XSS) }));
+} finally {
+  await browser.close();
+}
