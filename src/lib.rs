@@ -48,7 +48,7 @@
 //! | --- | --- | --- |
 //! | `axum` | [`axum`] extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
 //! | `tungstenite` | [`tungstenite`]: authenticate inside a raw tokio-tungstenite accept loop | no |
-//! | `sqlite`, `postgres` | `SqlTokenStore` over sqlx (reserved, in progress) | no |
+//! | `sqlite`, `postgres` | `store::SqlTokenStore` over sqlx: digests joined with the app's users table | no |
 //! | `redis` | `RedisTokenStore` and cross-node revocation (reserved, in progress) | no |
 //! | `cache` | `CachedTokenStore` over moka (reserved, in progress) | no |
 //!
