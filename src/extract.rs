@@ -134,9 +134,14 @@ impl TokenSource {
             Source::Cookie(name) => {
                 for line in headers.get_all(COOKIE) {
                     let text = String::from_utf8_lossy(line.as_bytes());
-                    for cookie in Cookie::split_parse(text).flatten() {
-                        if cookie.name() == &**name {
-                            found.offer(cookie.value_trimmed().as_bytes())?;
+                    // `Cookie::split_parse` splits on `;` and parses each piece
+                    // trimmed; doing the split here lets pieces that cannot be
+                    // ours (most of a browser's cookies) skip the parser.
+                    for piece in text.split(';').map(str::trim).filter(|p| p.starts_with(&**name)) {
+                        if let Ok(cookie) = Cookie::parse(piece) {
+                            if cookie.name() == &**name {
+                                found.offer(cookie.value_trimmed().as_bytes())?;
+                            }
                         }
                     }
                 }
