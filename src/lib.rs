@@ -69,6 +69,7 @@ pub mod axum;
 pub mod extract;
 mod identity;
 mod layer;
+pub mod live;
 pub mod origin;
 pub mod rejection;
 pub mod store;

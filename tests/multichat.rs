@@ -9,6 +9,7 @@
 mod multichat;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -495,6 +496,98 @@ async fn join_storm_delivers_every_notice(backend: Backend) {
     assert_eq!(total, n * (n - 1) / 2);
 }
 
+async fn logout_closes_that_tokens_sockets_within_a_second(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, first) = server.user("alice", false).await;
+    let (_, bob) = server.user("bob", false).await;
+    let login = json!({"username": alice, "password": "pw"}).to_string();
+    let (_, _, body) = server.http("POST", "/api/login", &[("content-type", "application/json")], &login).await;
+    let second: Value = serde_json::from_str(&body).unwrap();
+    let second = second["token"].as_str().unwrap().to_owned();
+
+    let (mut phone, mut tablet) = (server.connect(&first).await, server.connect(&first).await);
+    let mut laptop = server.connect(&second).await;
+    let mut bob = server.connect(&bob).await;
+    for socket in [&mut phone, &mut tablet, &mut laptop, &mut bob] {
+        assert_eq!(join(socket, "1").await["join"], "1");
+    }
+    // Drain the enter notices.
+    for socket in [&mut phone, &mut tablet, &mut laptop] {
+        while tokio::time::timeout(Duration::from_millis(200), socket.next()).await.is_ok() {}
+    }
+    assert_eq!(server.app.revocations.len(), 4);
+
+    let (status, _, _) = server.http("POST", "/api/logout", &[("cookie", &format!("key={first}"))], "").await;
+    assert_eq!(status, 204);
+    for socket in [&mut phone, &mut tablet] {
+        let closed = tokio::time::timeout(Duration::from_secs(1), close_code(socket)).await;
+        assert_eq!(closed.expect("not closed within 1 s"), Some(CloseCode::Library(4401)));
+    }
+    // The same user's other token and other users stay connected: they see
+    // the two closed sockets leave, and still get answers.
+    for socket in [&mut laptop, &mut bob] {
+        for _ in 0..2 {
+            assert_eq!(recv(socket).await, json!({"msg_type": 5, "room": "1", "username": alice}));
+        }
+        assert_eq!(join(socket, "1").await["join"], "1");
+    }
+    assert_eq!(server.app.revocations.len(), 2);
+}
+
+async fn a_token_deleted_in_the_database_is_noticed_at_revalidation(backend: Backend) {
+    let server = start(backend, true).await;
+    let (alice, token) = server.user("alice", false).await;
+    let (_, other) = server.user("bob", false).await;
+    let store = Arc::new(server.app.db.tokens.clone());
+    let task = server.app.revocations.revalidate(store, Duration::from_millis(200));
+    let mut socket = server.connect(&token).await;
+    let mut bob = server.connect(&other).await;
+    assert_eq!(join(&mut socket, "1").await["join"], "1");
+    let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
+    execute(&server, "DELETE FROM ws_auth_tokens WHERE user_id = $1", id).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), close_code(&mut socket)).await;
+    assert_eq!(closed.expect("not noticed within 5 s"), Some(CloseCode::Library(4401)));
+    assert_eq!(join(&mut bob, "1").await["join"], "1", "bob's token is still valid");
+    task.abort();
+}
+
+async fn execute(server: &Server, sql: &str, value: i64) {
+    use ws_token_auth::store::SqlPool;
+    match &server.app.db.pool {
+        SqlPool::Sqlite(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
+        SqlPool::Postgres(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_is_empty_after_ten_thousand_sockets() {
+    let server = Arc::new(start(Backend::Sqlite, false).await);
+    let (_, token) = server.user("churn", false).await;
+    let workers: Vec<_> = (0..50)
+        .map(|_| {
+            let (server, token) = (Arc::clone(&server), token.clone());
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    let mut socket = server.connect(&token).await;
+                    socket.close(None).await.unwrap();
+                    while socket.next().await.is_some() {}
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    for _ in 0..100 {
+        if server.app.revocations.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.app.revocations.len(), 0);
+}
+
 macro_rules! both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -516,6 +609,8 @@ both_backends!(
     store_outage_is_503,
     a_slow_client_does_not_stall_the_room,
     join_storm_delivers_every_notice,
+    logout_closes_that_tokens_sockets_within_a_second,
+    a_token_deleted_in_the_database_is_noticed_at_revalidation,
 );
 
 #[test]

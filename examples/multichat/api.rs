@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use ws_token_auth::live::Revocations;
 use ws_token_auth::{AuthenticatedUser, OriginPolicy, TokenAuthLayer};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
@@ -23,6 +24,8 @@ use super::db::{ChatUser, Db, hash_password, verify_password};
 pub(crate) struct App {
     pub(crate) db: Db,
     pub(crate) hub: Arc<Hub>,
+    /// The open sockets by token and user: logout closes them.
+    pub(crate) revocations: Revocations,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -36,7 +39,7 @@ impl App {
             tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
                 .await??
                 .into();
-        Ok(Self { db, hub, dummy_hash, secure_cookies })
+        Ok(Self { db, hub, revocations: Revocations::new(), dummy_hash, secure_cookies })
     }
 }
 
@@ -124,6 +127,7 @@ async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Re
         eprintln!("logout: cannot revoke token {}: {error}", user.token_id());
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
     }
+    app.revocations.revoke_token(user.token_id());
     let clear = HeaderValue::from_static("key=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
     (StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response()
 }
@@ -150,8 +154,11 @@ async fn me(user: AuthenticatedUser<ChatUser>) -> Response {
 }
 
 async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgrade: WebSocketUpgrade) -> Response {
+    // Registered before the 101 goes out, so a logout cannot slip in between;
+    // if the upgrade fails, the watch is dropped and unregistered.
+    let watch = app.revocations.watch(&user, user.user.id.to_string());
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| app.hub.serve(socket, user))
+        .on_upgrade(move |socket| app.hub.serve(socket, user, watch))
 }

@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use ws_token_auth::AuthenticatedUser;
+use ws_token_auth::live::{CloseReason, Watch};
 
 use super::db::{ChatUser, RoomRow};
 
@@ -27,9 +27,8 @@ pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How many frames may wait for a slow client before it is dropped.
 pub(crate) const QUEUE_FRAMES: usize = 1024;
 
-/// Close codes.
+/// The close code for a frame over [`MAX_FRAME_BYTES`].
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
-pub(crate) const CLOSE_TOKEN_REVOKED: u16 = 4401;
 
 /// Every room and its members.
 #[derive(Debug)]
@@ -89,8 +88,9 @@ impl Hub {
         self.rooms.get(id).map_or(0, |room| lock(&room.members).len())
     }
 
-    /// Serves one authenticated socket until it closes, then leaves its rooms.
-    pub(crate) async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>) {
+    /// Serves one authenticated socket until it closes or `watch` says its
+    /// token is no longer valid, then leaves its rooms.
+    pub(crate) async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>, mut watch: Watch) {
         let (mut sink, mut stream) = socket.split();
         let (queue, mut outgoing) = mpsc::channel::<Outgoing>(QUEUE_FRAMES);
         let writer = tokio::spawn(async move {
@@ -115,25 +115,19 @@ impl Hub {
             user,
             joined: HashSet::new(),
         };
-        let expiry = conn.user.expires_at;
-        let expired = async move {
-            match expiry.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()) {
-                Some(left) => tokio::time::sleep(left).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(expired);
         let kick = Arc::clone(&conn.me.kick);
         loop {
             tokio::select! {
-                () = kick.notified() => break,
-                () = &mut expired => {
-                    conn.me.push(Outgoing::Close(CLOSE_TOKEN_REVOKED, "token expired"));
+                biased;
+                reason = &mut watch => {
+                    conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                     break;
                 }
+                () = kick.notified() => break,
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        if !conn.handle(&self, &text) {
+                        if let Err(reason) = conn.handle(&self, &text, watch.reason()) {
+                            conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                             break;
                         }
                     }
@@ -181,31 +175,28 @@ impl Conn {
         self.me.push(frame(&json!({ "error": code })));
     }
 
-    fn expired(&self) -> bool {
-        self.user.expires_at.is_some_and(|at| at <= SystemTime::now())
-    }
-
-    /// Handles one text frame; returns false when the socket must close.
-    fn handle(&mut self, hub: &Hub, text: &str) -> bool {
+    /// Handles one text frame; `revoked` says whether the token was revoked or
+    /// expired in the meantime, in which case the socket must close.
+    fn handle(&mut self, hub: &Hub, text: &str, revoked: Option<CloseReason>) -> Result<(), CloseReason> {
         let Ok(Value::Object(command)) = serde_json::from_str::<Value>(text) else {
             self.error("MALFORMED_COMMAND");
-            return true;
+            return Ok(());
         };
         let room = command.get("room").and_then(room_id);
         let name = command.get("command").and_then(Value::as_str);
         if !matches!(name, Some("join" | "leave" | "send")) {
             self.error("MALFORMED_COMMAND");
-            return true;
+            return Ok(());
         }
         let message = command.get("message");
         if name == Some("send") && !message.is_some_and(Value::is_string) {
             self.error("MALFORMED_COMMAND");
-            return true;
+            return Ok(());
         }
-        if self.expired() {
+        if let Some(reason) = revoked {
+            // A command that races the close: answered, then the close follows.
             self.error("USER_HAS_TO_LOGIN");
-            self.me.push(Outgoing::Close(CLOSE_TOKEN_REVOKED, "token expired"));
-            return false;
+            return Err(reason);
         }
         match (name, message.and_then(Value::as_str)) {
             (Some("join"), _) => self.join(hub, room),
@@ -213,7 +204,7 @@ impl Conn {
             (_, Some(message)) => self.send(hub, room, message),
             _ => self.error("MALFORMED_COMMAND"),
         }
-        true
+        Ok(())
     }
 
     fn join(&mut self, hub: &Hub, id: Option<String>) {

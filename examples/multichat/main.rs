@@ -28,6 +28,7 @@ use self::db::{Db, Error, hash_password};
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
 commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--no-notices] [--secure-cookies]
+        [--revalidate-secs 60]
   create-user NAME [--password PW] [--staff]
   seed-users --count N [--prefix user] [--password PW]
   revoke TOKEN | revoke --user NAME
@@ -36,7 +37,7 @@ commands:
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    Serve { bind: SocketAddr, allowed_origins: Vec<String>, notices: bool, secure_cookies: bool },
+    Serve { bind: SocketAddr, allowed_origins: Vec<String>, notices: bool, secure_cookies: bool, revalidate_secs: u64 },
     CreateUser { name: String, password: Option<String>, staff: bool },
     SeedUsers { count: usize, prefix: String, password: String },
     Revoke { token: Option<String>, user: Option<String> },
@@ -83,7 +84,14 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
     };
     let command = match name {
         "serve" => {
-            allowed(&["--bind", "--allowed-origin", "--no-notices", "--secure-cookies", "--redis-url"])?;
+            allowed(&[
+                "--bind",
+                "--allowed-origin",
+                "--no-notices",
+                "--secure-cookies",
+                "--redis-url",
+                "--revalidate-secs",
+            ])?;
             if has("--redis-url") {
                 return Err("serve: --redis-url (several processes as one chat) is not available yet".into());
             }
@@ -97,6 +105,14 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                     .collect(),
                 notices: !has("--no-notices"),
                 secure_cookies: has("--secure-cookies"),
+                revalidate_secs: match take("--revalidate-secs") {
+                    Some(secs) => secs
+                        .parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or(format!("--revalidate-secs {secs}: a positive number"))?,
+                    None => 60,
+                },
             }
         }
         "create-user" => {
@@ -154,7 +170,7 @@ async fn main() -> ExitCode {
 async fn run(url: &str, command: Command) -> Result<(), Error> {
     let db = Db::open(url).await?;
     match command {
-        Command::Serve { bind, allowed_origins, notices, secure_cookies } => {
+        Command::Serve { bind, allowed_origins, notices, secure_cookies, revalidate_secs } => {
             let mut origin = OriginPolicy::same_host();
             for allowed in &allowed_origins {
                 origin = origin.allow(allowed)?;
@@ -163,6 +179,10 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
                 eprintln!("no users yet: create one with `multichat create-user NAME --password PW`");
             }
             let app = api::App::new(db, notices, secure_cookies).await?;
+            // Tokens revoked behind this process's back (another process, the
+            // database itself) close their sockets within this interval.
+            let store = std::sync::Arc::new(app.db.tokens.clone());
+            app.revocations.revalidate(store, std::time::Duration::from_secs(revalidate_secs));
             let listener = tokio::net::TcpListener::bind(bind).await?;
             println!("http://{}", listener.local_addr()?);
             eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
