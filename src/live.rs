@@ -37,7 +37,7 @@
 //! ```
 //!
 //! Across nodes, publish revocations so that every node's registry applies
-//! them (feature `redis`: `live::redis`).
+//! them (feature `redis`: `live::redis::RevocationBus`).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -49,6 +49,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use crate::identity::AuthenticatedUser;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 use crate::store::TokenStore;
 use crate::token::{Token, TokenId};
 
