@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use ws_token_auth::live::Revocations;
+use ws_token_auth::live::redis::{Revocation, RevocationBus};
 use ws_token_auth::{AuthenticatedUser, OriginPolicy, TokenAuthLayer};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
@@ -26,6 +27,8 @@ pub(crate) struct App {
     pub(crate) hub: Arc<Hub>,
     /// The open sockets by token and user: logout closes them.
     pub(crate) revocations: Revocations,
+    /// With several processes: tells the others about revocations.
+    pub(crate) bus: Option<RevocationBus>,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -33,13 +36,45 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// One process on its own.
     pub(crate) async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
-        let hub = Arc::new(Hub::new(db.rooms().await?, notices));
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices, None));
+        Self::assemble(db, hub, None, secure_cookies).await
+    }
+
+    /// One of several processes over one database, joined through Redis at
+    /// `redis_url`: room frames and revocations reach every process.
+    pub(crate) async fn with_redis(
+        db: Db,
+        notices: bool,
+        secure_cookies: bool,
+        redis_url: &str,
+        database_url: &str,
+    ) -> Result<Self, super::db::Error> {
+        let (rooms_channel, revocations_channel) = super::relay::channels(database_url);
+        let bus = RevocationBus::connect(redis_url, revocations_channel).await?;
+        let client = redis::Client::open(redis_url)?;
+        let publisher = client.get_connection_manager().await?;
+        let (relay, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(relay)));
+        let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
+        super::relay::start(client, publisher, rooms_channel, node, Arc::clone(&hub), outgoing);
+        let app = Self::assemble(db, hub, Some(bus.clone()), secure_cookies).await?;
+        bus.apply(app.revocations.clone(), Arc::new(app.db.tokens.clone()));
+        Ok(app)
+    }
+
+    async fn assemble(
+        db: Db,
+        hub: Arc<Hub>,
+        bus: Option<RevocationBus>,
+        secure_cookies: bool,
+    ) -> Result<Self, super::db::Error> {
         let dummy_hash =
             tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
                 .await??
                 .into();
-        Ok(Self { db, hub, revocations: Revocations::new(), dummy_hash, secure_cookies })
+        Ok(Self { db, hub, revocations: Revocations::new(), bus, dummy_hash, secure_cookies })
     }
 }
 
@@ -128,6 +163,12 @@ async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Re
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
     }
     app.revocations.revoke_token(user.token_id());
+    if let Some(bus) = &app.bus {
+        if let Err(error) = bus.publish(&Revocation::Token(user.token_id())).await {
+            // The other processes still notice at their next revalidation.
+            eprintln!("logout: cannot tell the other processes: {error}");
+        }
+    }
     let clear = HeaderValue::from_static("key=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
     (StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response()
 }

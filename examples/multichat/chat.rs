@@ -19,6 +19,7 @@ use ws_token_auth::AuthenticatedUser;
 use ws_token_auth::live::{CloseReason, Watch};
 
 use super::db::{ChatUser, RoomRow};
+use super::relay::Relayed;
 
 /// The longest chat message, in characters.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
@@ -36,6 +37,8 @@ pub(crate) struct Hub {
     rooms: HashMap<String, Room>,
     notices: bool,
     next_id: AtomicU64,
+    /// With several processes: where room frames go instead of the local members.
+    relay: Option<mpsc::UnboundedSender<Relayed>>,
 }
 
 #[derive(Debug)]
@@ -43,7 +46,33 @@ struct Room {
     id: String,
     title: String,
     staff_only: bool,
-    members: Mutex<HashMap<u64, Member>>,
+    members: Mutex<Members>,
+}
+
+/// A room's sockets on this process.
+#[derive(Debug, Default)]
+struct Members {
+    /// Those that get the room's frames.
+    active: HashMap<u64, Member>,
+    /// With a relay: joined, waiting for their own enter notice to come back
+    /// through Redis. Every process applies joins in the order Redis delivers
+    /// them, so no one gets the notice of a join made before their own.
+    pending: HashMap<u64, Member>,
+}
+
+impl Members {
+    fn contains(&self, id: u64) -> bool {
+        self.active.contains_key(&id) || self.pending.contains_key(&id)
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.active.remove(&id);
+        self.pending.remove(&id);
+    }
+
+    fn push_all(&self, frame: &Outgoing, skip: Option<u64>) {
+        self.active.iter().filter(|(id, _)| Some(**id) != skip).for_each(|(_, m)| m.push(frame.clone()));
+    }
 }
 
 /// A socket in a room: where to send its frames, how to kick it.
@@ -69,8 +98,9 @@ enum Outgoing {
 }
 
 impl Hub {
-    /// A hub over the database's rooms; `notices` sends enter/leave notices.
-    pub(crate) fn new(rooms: Vec<RoomRow>, notices: bool) -> Self {
+    /// A hub over the database's rooms; `notices` sends enter/leave notices;
+    /// `relay` carries room frames to every process (see `relay.rs`).
+    pub(crate) fn new(rooms: Vec<RoomRow>, notices: bool, relay: Option<mpsc::UnboundedSender<Relayed>>) -> Self {
         let rooms = rooms
             .into_iter()
             .map(|r| {
@@ -79,13 +109,44 @@ impl Hub {
                 (id, room)
             })
             .collect();
-        Self { rooms, notices, next_id: AtomicU64::new(1) }
+        Self { rooms, notices, next_id: AtomicU64::new(1), relay }
     }
 
-    /// How many sockets are in room `id`.
+    /// Sends a room frame to the room's members but `skip`: through the relay
+    /// when there is one, else straight to this process's members (whose lock
+    /// the caller holds).
+    fn broadcast(&self, room: &Room, members: &Members, frame: Outgoing, skip: Option<u64>) {
+        match (&self.relay, frame) {
+            (Some(relay), Outgoing::Text(text)) => {
+                let relayed = Relayed { room: room.id.clone(), skip, frame: Some(text), join: false };
+                // The receiving task lives as long as the process.
+                let _ = relay.send(relayed);
+            }
+            (_, frame) => members.push_all(&frame, skip),
+        }
+    }
+
+    /// Delivers what came through the relay: the frame to this process's
+    /// members of `room` but `skip`, then, for a join made here, makes `skip` a
+    /// member.
+    pub(crate) fn deliver_local(&self, room: &str, skip: Option<u64>, frame: Option<Utf8Bytes>, join: bool) {
+        if let Some(room) = self.rooms.get(room) {
+            let mut members = lock(&room.members);
+            if let Some(frame) = frame {
+                members.push_all(&Outgoing::Text(frame), skip);
+            }
+            if let (true, Some(id)) = (join, skip) {
+                if let Some(member) = members.pending.remove(&id) {
+                    members.active.insert(id, member);
+                }
+            }
+        }
+    }
+
+    /// How many sockets of this process are in room `id`.
     #[allow(dead_code)] // read by the tests, which include this file
     pub(crate) fn members(&self, id: &str) -> usize {
-        self.rooms.get(id).map_or(0, |room| lock(&room.members).len())
+        self.rooms.get(id).map_or(0, |room| lock(&room.members).active.len())
     }
 
     /// Serves one authenticated socket until it closes or `watch` says its
@@ -152,10 +213,10 @@ impl Hub {
         for id in std::mem::take(&mut conn.joined) {
             if let Some(room) = self.rooms.get(&id) {
                 let mut members = lock(&room.members);
-                members.remove(&conn.id);
+                members.remove(conn.id);
                 if self.notices {
                     let notice = frame(&json!({"msg_type": 5, "room": room.id, "username": conn.user.user.username}));
-                    members.values().for_each(|m| m.push(notice.clone()));
+                    self.broadcast(room, &members, notice, None);
                 }
             }
         }
@@ -218,15 +279,27 @@ impl Conn {
         // happen under one lock: whatever the room sends next comes after it,
         // and two sockets joining at once each see the other's notice.
         self.me.push(reply);
-        if members.contains_key(&self.id) {
+        if members.contains(self.id) {
             return;
         }
-        if hub.notices {
-            let notice = frame(&json!({"msg_type": 4, "room": room.id, "username": self.user.user.username}));
-            members.values().for_each(|m| m.push(notice.clone()));
-        }
-        members.insert(self.id, self.me.clone());
         self.joined.insert(room.id.clone());
+        let notice = hub
+            .notices
+            .then(|| json!({"msg_type": 4, "room": room.id, "username": self.user.user.username}).to_string().into());
+        match &hub.relay {
+            // Active once the join comes back through Redis, in Redis's order.
+            Some(relay) => {
+                members.pending.insert(self.id, self.me.clone());
+                let _ = relay.send(Relayed { room: room.id.clone(), skip: Some(self.id), frame: notice, join: true });
+            }
+            // Sent before the joiner is added, so never to the joiner.
+            None => {
+                if let Some(notice) = notice {
+                    members.push_all(&Outgoing::Text(notice), None);
+                }
+                members.active.insert(self.id, self.me.clone());
+            }
+        }
     }
 
     fn leave(&mut self, hub: &Hub, id: Option<String>) {
@@ -237,10 +310,15 @@ impl Conn {
         {
             let mut members = lock(&room.members);
             if hub.notices {
+                // The leaver gets it too, as it is sent before the removal;
+                // through a relay it would arrive after, so it gets its copy here.
                 let notice = frame(&json!({"msg_type": 5, "room": room.id, "username": self.user.user.username}));
-                members.values().for_each(|m| m.push(notice.clone()));
+                if hub.relay.is_some() {
+                    self.me.push(notice.clone());
+                }
+                hub.broadcast(room, &members, notice, None);
             }
-            members.remove(&self.id);
+            members.remove(self.id);
         }
         self.me.push(frame(&json!({ "leave": room.id })));
     }
@@ -253,7 +331,7 @@ impl Conn {
         }
         let shared =
             frame(&json!({"msg_type": 0, "room": room.id, "username": self.user.user.username, "message": message}));
-        lock(&room.members).values().for_each(|m| m.push(shared.clone()));
+        hub.broadcast(room, &lock(&room.members), shared, None);
     }
 }
 

@@ -17,30 +17,52 @@
 pub(crate) mod api;
 pub(crate) mod chat;
 pub(crate) mod db;
+pub(crate) mod relay;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use ws_token_auth::live::CloseReason;
+use ws_token_auth::live::redis::{Revocation, RevocationBus};
 use ws_token_auth::{OriginPolicy, Token};
 
 use self::db::{Db, Error, hash_password};
 
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
 commands:
-  serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--no-notices] [--secure-cookies]
-        [--revalidate-secs 60]
+  serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
+        [--secure-cookies] [--revalidate-secs 60]
   create-user NAME [--password PW] [--staff]
   seed-users --count N [--prefix user] [--password PW]
-  revoke TOKEN | revoke --user NAME
+  revoke TOKEN [--redis-url URL] | revoke --user NAME [--redis-url URL]
 --database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    Serve { bind: SocketAddr, allowed_origins: Vec<String>, notices: bool, secure_cookies: bool, revalidate_secs: u64 },
-    CreateUser { name: String, password: Option<String>, staff: bool },
-    SeedUsers { count: usize, prefix: String, password: String },
-    Revoke { token: Option<String>, user: Option<String> },
+    Serve {
+        bind: SocketAddr,
+        allowed_origins: Vec<String>,
+        notices: bool,
+        secure_cookies: bool,
+        revalidate_secs: u64,
+        redis_url: Option<String>,
+    },
+    CreateUser {
+        name: String,
+        password: Option<String>,
+        staff: bool,
+    },
+    SeedUsers {
+        count: usize,
+        prefix: String,
+        password: String,
+    },
+    Revoke {
+        token: Option<String>,
+        user: Option<String>,
+        redis_url: Option<String>,
+    },
 }
 
 /// Parses the arguments after the program name; `--database-url` may stand
@@ -92,9 +114,6 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                 "--redis-url",
                 "--revalidate-secs",
             ])?;
-            if has("--redis-url") {
-                return Err("serve: --redis-url (several processes as one chat) is not available yet".into());
-            }
             let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
             Command::Serve {
                 bind: bind.parse().map_err(|e| format!("--bind {bind}: {e}"))?,
@@ -113,6 +132,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                         .ok_or(format!("--revalidate-secs {secs}: a positive number"))?,
                     None => 60,
                 },
+                redis_url: take("--redis-url"),
             }
         }
         "create-user" => {
@@ -131,10 +151,10 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
         }
         "revoke" => {
             allowed(&["--user", "--redis-url"])?;
-            let user = take("--user");
+            let (user, redis_url) = (take("--user"), take("--redis-url"));
             match (&positional[..], &user) {
-                ([token], None) => Command::Revoke { token: Some(token.clone()), user: None },
-                ([], Some(_)) => Command::Revoke { token: None, user },
+                ([token], None) => Command::Revoke { token: Some(token.clone()), user: None, redis_url },
+                ([], Some(_)) => Command::Revoke { token: None, user, redis_url },
                 _ => return Err("revoke: give either TOKEN or --user NAME".into()),
             }
         }
@@ -167,10 +187,24 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Closes the revoked sockets on every `serve` process: at once through Redis,
+/// else they notice at their next revalidation.
+async fn tell_servers(redis_url: Option<&str>, database_url: &str, revocation: Revocation) -> Result<(), Error> {
+    match redis_url {
+        Some(redis_url) => {
+            let (_, channel) = relay::channels(database_url);
+            RevocationBus::connect(redis_url, channel).await?.publish(&revocation).await?;
+            eprintln!("told the servers through Redis");
+        }
+        None => eprintln!("running servers close the sockets at their next revalidation (--redis-url: at once)"),
+    }
+    Ok(())
+}
+
 async fn run(url: &str, command: Command) -> Result<(), Error> {
     let db = Db::open(url).await?;
     match command {
-        Command::Serve { bind, allowed_origins, notices, secure_cookies, revalidate_secs } => {
+        Command::Serve { bind, allowed_origins, notices, secure_cookies, revalidate_secs, redis_url } => {
             let mut origin = OriginPolicy::same_host();
             for allowed in &allowed_origins {
                 origin = origin.allow(allowed)?;
@@ -178,7 +212,10 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             if db.user_count().await? == 0 {
                 eprintln!("no users yet: create one with `multichat create-user NAME --password PW`");
             }
-            let app = api::App::new(db, notices, secure_cookies).await?;
+            let app = match &redis_url {
+                Some(redis_url) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
+                None => api::App::new(db, notices, secure_cookies).await?,
+            };
             // Tokens revoked behind this process's back (another process, the
             // database itself) close their sockets within this interval.
             let store = std::sync::Arc::new(app.db.tokens.clone());
@@ -215,14 +252,18 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             print!("{out}");
             eprintln!("seeded {count} users");
         }
-        Command::Revoke { token: Some(token), .. } => {
+        Command::Revoke { token: Some(token), redis_url, .. } => {
             let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
             let revoked = db.tokens.revoke(&token).await?;
+            tell_servers(redis_url.as_deref(), url, Revocation::Token(token.id())).await?;
             println!("{}", u8::from(revoked));
         }
-        Command::Revoke { user: Some(name), .. } => {
+        Command::Revoke { user: Some(name), redis_url, .. } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            println!("{}", db.tokens.revoke_user(id).await?);
+            let revoked = db.tokens.revoke_user(id).await?;
+            let revocation = Revocation::User { key: id.to_string(), reason: CloseReason::Revoked };
+            tell_servers(redis_url.as_deref(), url, revocation).await?;
+            println!("{revoked}");
         }
         Command::Revoke { .. } => unreachable!("parse requires TOKEN or --user"),
     }

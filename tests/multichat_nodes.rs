@@ -1,0 +1,145 @@
+//! Two `multichat serve` processes (the example's real binary) over one SQLite
+//! database and the machine's real Redis (`REDIS_URL`) form one chat: room
+//! frames and notices cross between them, and a logout on one process closes
+//! the token's socket on the other within a second. The `revoke` command
+//! reaches every process too.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use ws_token_auth::Token;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The example binary that `cargo test` built beside this test.
+fn multichat() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("multichat");
+    assert!(path.exists(), "{} is missing: `cargo test` builds the examples", path.display());
+    path
+}
+
+async fn cli(database: &str, args: &[&str]) -> String {
+    let output = Command::new(multichat()).arg("--database-url").arg(database).args(args).output().await.unwrap();
+    assert!(output.status.success(), "multichat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Starts `serve` and returns the process and the address it printed.
+async fn serve(database: &str, redis: &str) -> (Child, String) {
+    let mut child = Command::new(multichat())
+        .args(["--database-url", database, "serve", "--bind", "127.0.0.1:0", "--redis-url", redis])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let addr = line.strip_prefix("http://").expect(&line).to_owned();
+    (child, addr)
+}
+
+async fn connect(addr: &str, token: &str) -> Socket {
+    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", format!("key={token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn send(socket: &mut Socket, value: Value) {
+    socket.send(Message::Text(value.to_string().into())).await.unwrap();
+}
+
+async fn recv(socket: &mut Socket) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("no frame within 5 s") {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn closed_with(socket: &mut Socket) -> Option<CloseCode> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_form_one_chat() {
+    let redis = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
+    let file = std::env::temp_dir().join(format!("multichat-nodes-{}.db", &Token::generate().expose_secret()[..12]));
+    let database = format!("sqlite://{}", file.display());
+    let alice_token = cli(&database, &["create-user", "alice", "--password", "pw"]).await.trim().to_owned();
+    let bob_token = cli(&database, &["create-user", "bob", "--password", "pw"]).await.trim().to_owned();
+    let carol_token = cli(&database, &["create-user", "carol", "--password", "pw"]).await.trim().to_owned();
+
+    let (_node_a, a) = serve(&database, &redis).await;
+    let (_node_b, b) = serve(&database, &redis).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions start
+
+    let mut alice = connect(&a, &alice_token).await;
+    let mut bob = connect(&b, &bob_token).await;
+    send(&mut alice, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(recv(&mut alice).await, json!({"join": "1", "title": "General"}));
+    send(&mut bob, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(recv(&mut bob).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(recv(&mut alice).await, json!({"msg_type": 4, "room": "1", "username": "bob"}));
+    // Alice leaves and comes back: bob sees both, alice gets her own leave notice once.
+    send(&mut alice, json!({"command": "leave", "room": "1"})).await;
+    assert_eq!(recv(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+    assert_eq!(recv(&mut alice).await, json!({"leave": "1"}));
+    assert_eq!(recv(&mut bob).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+    send(&mut alice, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(recv(&mut alice).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(recv(&mut bob).await, json!({"msg_type": 4, "room": "1", "username": "alice"}));
+
+    // Messages both ways, each delivered once to each socket.
+    send(&mut alice, json!({"command": "send", "room": "1", "message": "hi from A"})).await;
+    send(&mut bob, json!({"command": "send", "room": "1", "message": "hi from B"})).await;
+    let mut seen_by_alice = vec![recv(&mut alice).await["message"].clone(), recv(&mut alice).await["message"].clone()];
+    let mut seen_by_bob = vec![recv(&mut bob).await["message"].clone(), recv(&mut bob).await["message"].clone()];
+    seen_by_alice.sort_by_key(Value::to_string);
+    seen_by_bob.sort_by_key(Value::to_string);
+    assert_eq!(seen_by_alice, [json!("hi from A"), json!("hi from B")]);
+    assert_eq!(seen_by_bob, seen_by_alice);
+    assert!(tokio::time::timeout(Duration::from_millis(300), alice.next()).await.is_err(), "a duplicate arrived");
+
+    // Bob logs out on node A: his socket on node B closes within a second.
+    let client = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let request = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {a}\r\nCookie: key={bob_token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut client = client;
+    tokio::io::AsyncWriteExt::write_all(&mut client, request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut client, &mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 204"), "{response}");
+    let code =
+        tokio::time::timeout(Duration::from_secs(1), closed_with(&mut bob)).await.expect("bob not closed within 1 s");
+    assert_eq!(code, Some(CloseCode::Library(4401)));
+    assert_eq!(recv(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "bob"}));
+
+    // `multichat revoke --user carol --redis-url` closes carol's socket on node B.
+    let mut carol = connect(&b, &carol_token).await;
+    send(&mut carol, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(recv(&mut carol).await["join"], "1");
+    assert_eq!(cli(&database, &["revoke", "--user", "carol", "--redis-url", &redis]).await.trim(), "1");
+    let code = tokio::time::timeout(Duration::from_secs(1), closed_with(&mut carol))
+        .await
+        .expect("carol not closed within 1 s");
+    assert_eq!(code, Some(CloseCode::Library(4401)));
+    let _ = std::fs::remove_file(file);
+}
