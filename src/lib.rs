@@ -38,6 +38,12 @@
 //! # let _ = (app, token);
 //! ```
 //!
+//! # After the upgrade
+//!
+//! [`live::Revocations`] closes the sockets of a token that is revoked, expires
+//! or stops passing revalidation with the store; `live::redis` carries
+//! revocations across nodes (feature `redis`).
+//!
 //! # Implementing a store
 //!
 //! See [`TokenStore`]: one async method, `Ok(None)` for "no such user".
@@ -49,7 +55,7 @@
 //! | `axum` | [`axum`] extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
 //! | `tungstenite` | [`tungstenite`]: authenticate inside a raw tokio-tungstenite accept loop | no |
 //! | `sqlite`, `postgres` | `store::SqlTokenStore` over sqlx: digests joined with the app's users table | no |
-//! | `redis` | `RedisTokenStore` and cross-node revocation (reserved, in progress) | no |
+//! | `redis` | `live::redis::RevocationBus`: revocations across nodes over Redis pub/sub | no |
 //! | `cache` | `CachedTokenStore` over moka (reserved, in progress) | no |
 //!
 //! # Secrets
