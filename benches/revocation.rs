@@ -31,8 +31,9 @@ async fn serve(app: App) -> String {
 
 async fn logout(addr: &str, token: &str) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("POST /api/logout HTTP/1.1\r\nHost: {addr}\r\nCookie: key={token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {addr}\r\nCookie: key={token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
@@ -87,7 +88,8 @@ fn main() {
     let redis = std::env::var("REDIS_URL").expect("set REDIS_URL, e.g. redis://127.0.0.1:6379");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let file = std::env::temp_dir().join(format!("revocation-bench-{}.db", &Token::generate().expose_secret()[..12]));
+        let file =
+            std::env::temp_dir().join(format!("revocation-bench-{}.db", &Token::generate().expose_secret()[..12]));
         let url = format!("sqlite://{}", file.display());
         let db = Db::open(&url).await.unwrap();
         let user = db.create_user("bench", &hash_password("pw").unwrap(), false).await.unwrap();

@@ -77,6 +77,8 @@ mod identity;
 mod layer;
 pub mod live;
 pub mod origin;
+#[cfg(feature = "redis")]
+mod redis_conn;
 pub mod rejection;
 pub mod store;
 mod token;

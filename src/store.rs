@@ -31,6 +31,9 @@
 //! - [`MemoryTokenStore`]: in process, for tests, demos and single-node apps.
 //! - `SqlTokenStore` (features `sqlite`, `postgres`): digests in SQLite or
 //!   PostgreSQL, joined with the app's users table.
+//! - `RedisTokenStore` (feature `redis`): digest → user JSON with a TTL.
+//! - `CachedTokenStore` (feature `cache`): a moka cache in front of any store,
+//!   with request coalescing.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,11 +42,21 @@ use async_trait::async_trait;
 
 use crate::token::Token;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod sql;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisTokenStore;
+#[cfg(feature = "cache")]
+pub use cache::CachedTokenStore;
 pub use memory::MemoryTokenStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{SqlPool, SqlTokenStore, SqlUser, UsersTable};

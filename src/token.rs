@@ -205,7 +205,7 @@ pub(crate) fn check_token_bytes(bytes: &[u8]) -> Result<(), InvalidToken> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -3,13 +3,13 @@
 //! closes the sockets on another, and the subscriber recovers by itself from
 //! an outage (a loopback proxy we cut), catching up with the store.
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
+use common::Proxy;
+use tokio::net::TcpListener;
 use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::redis::{Revocation, RevocationBus};
 use ws_token_auth::live::{CloseReason, Revocations};
@@ -60,49 +60,6 @@ async fn a_revocation_on_one_node_closes_sockets_on_another() {
     assert_eq!(tokio::time::timeout(Duration::from_secs(1), &mut bob_on_b).await.unwrap().code(), 4403);
     drop(bob_on_b);
     assert!(a.is_empty() && b.is_empty());
-}
-
-/// A loopback TCP proxy to Redis that can be cut and restored.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused in effect
-                }
-                let target = target.clone();
-                links2.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Self { addr, up, links }
-    }
-
-    async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

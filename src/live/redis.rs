@@ -26,11 +26,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, Client, RedisError};
 use futures_util::StreamExt;
 
 use super::{CloseReason, Revocations};
+use crate::redis_conn::{Reconnecting, timed_out};
 use crate::store::TokenStore;
 use crate::token::TokenId;
 
@@ -94,12 +94,12 @@ pub struct BusError(#[from] RedisError);
 /// Publishes and applies revocations over one Redis channel.
 #[derive(Clone)]
 pub struct RevocationBus {
-    client: Client,
+    publisher: Arc<Reconnecting>,
     channel: String,
-    publisher: ConnectionManager,
 }
 
 impl std::fmt::Debug for RevocationBus {
+    // The URL may hold a password: only the channel is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevocationBus").field("channel", &self.channel).finish_non_exhaustive()
     }
@@ -107,21 +107,15 @@ impl std::fmt::Debug for RevocationBus {
 
 impl RevocationBus {
     /// Connects to Redis at `url` and uses `channel`. Connecting gives up after
-    /// 5 s and commands after 2 s, so a Redis outage fails quickly instead of
-    /// hanging the caller.
+    /// 2 s and commands after 2 s, so a Redis outage fails quickly instead of
+    /// hanging the caller; the connection is replaced by itself when it breaks.
     ///
     /// # Errors
     /// [`BusError`] if the URL is invalid or Redis cannot be reached.
     pub async fn connect(url: &str, channel: impl Into<String>) -> Result<Self, BusError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        let publisher = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))?;
-        Ok(Self { client, channel: channel.into(), publisher })
+        let publisher = Arc::new(Reconnecting::new(Client::open(url)?));
+        publisher.connection().await?;
+        Ok(Self { publisher, channel: channel.into() })
     }
 
     /// The channel.
@@ -135,8 +129,9 @@ impl RevocationBus {
     /// # Errors
     /// [`BusError`] if Redis does not take the message.
     pub async fn publish(&self, revocation: &Revocation) -> Result<(), BusError> {
-        let mut publisher = self.publisher.clone();
-        let _receivers: usize = publisher.publish(&self.channel, revocation.encode()).await?;
+        let (channel, message) = (self.channel.clone(), revocation.encode());
+        let _receivers: usize =
+            self.publisher.run(|mut conn| async move { conn.publish(channel, message).await }).await?;
         Ok(())
     }
 
@@ -146,7 +141,7 @@ impl RevocationBus {
     /// missed. The task ends when every clone of `revocations`' registry is
     /// dropped and a message or a reconnection comes.
     pub fn apply<St: TokenStore>(&self, revocations: Revocations, store: Arc<St>) -> tokio::task::JoinHandle<()> {
-        let (client, channel) = (self.client.clone(), self.channel.clone());
+        let (client, channel) = (self.publisher.client().clone(), self.channel.clone());
         let registry = Arc::downgrade(&revocations.inner);
         drop(revocations);
         tokio::spawn(async move {
@@ -198,10 +193,6 @@ async fn subscribe(client: &Client, channel: &str) -> Result<::redis::aio::PubSu
         Ok(pubsub)
     };
     tokio::time::timeout(Duration::from_secs(5), connect).await.unwrap_or_else(|_| Err(timed_out()))
-}
-
-fn timed_out() -> RedisError {
-    RedisError::from((::redis::ErrorKind::IoError, "timed out connecting to Redis"))
 }
 
 #[cfg(test)]

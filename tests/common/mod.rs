@@ -2,12 +2,17 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use http::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use ws_token_auth::{Authenticated, StoreError, Token, TokenStore};
@@ -121,5 +126,51 @@ where
     match socket.next().await {
         Some(Ok(Message::Text(text))) => text.to_string(),
         other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// A loopback TCP proxy to a service (Redis, PostgreSQL) that a test can cut
+/// and restore, to play an outage.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused in effect
+                }
+                let target = target.clone();
+                links2.lock().await.push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { addr, up, links }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().await.drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts and forwards connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
     }
 }
