@@ -55,8 +55,8 @@
 //! | `axum` | [`axum`] extractors: `AuthenticatedUser`, `Identity`, `Anonymous` as handler arguments | no |
 //! | `tungstenite` | [`tungstenite`]: authenticate inside a raw tokio-tungstenite accept loop | no |
 //! | `sqlite`, `postgres` | `store::SqlTokenStore` over sqlx: digests joined with the app's users table | no |
-//! | `redis` | `live::redis::RevocationBus`: revocations across nodes over Redis pub/sub | no |
-//! | `cache` | `CachedTokenStore` over moka (reserved, in progress) | no |
+//! | `redis` | `store::RedisTokenStore`; `live::redis::RevocationBus`: revocations across nodes | no |
+//! | `cache` | `store::CachedTokenStore` over moka: negative entries, request coalescing | no |
 //!
 //! # Secrets
 //!
