@@ -13,6 +13,7 @@ use ws_token_auth::store::{CachedTokenStore, SqlTokenStore, UsersTable};
 use ws_token_auth::{MemoryTokenStore, Token, TokenStore};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(dead_code)] // read from the database, never looked at: only the lookups are timed
 struct User {
     id: i64,
     name: String,

@@ -13,6 +13,7 @@
 //! schema, not ours to change (our own stores keep digests). Put a
 //! `CachedTokenStore` in front to spare the database a query per handshake.
 
+#[allow(dead_code)] // only the command line is shared here
 #[path = "common/mod.rs"]
 mod common;
 
