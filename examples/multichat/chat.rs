@@ -19,6 +19,7 @@ use ws_token_auth::AuthenticatedUser;
 use ws_token_auth::live::{CloseReason, Watch};
 
 use super::db::{ChatUser, RoomRow};
+use super::protocol::{self, Command};
 use super::relay::Relayed;
 
 /// The longest chat message, in characters.
@@ -239,31 +240,19 @@ impl Conn {
     /// Handles one text frame; `revoked` says whether the token was revoked or
     /// expired in the meantime, in which case the socket must close.
     fn handle(&mut self, hub: &Hub, text: &str, revoked: Option<CloseReason>) -> Result<(), CloseReason> {
-        let Ok(Value::Object(command)) = serde_json::from_str::<Value>(text) else {
+        let Ok(command) = protocol::parse(text) else {
             self.error("MALFORMED_COMMAND");
             return Ok(());
         };
-        let room = command.get("room").and_then(room_id);
-        let name = command.get("command").and_then(Value::as_str);
-        if !matches!(name, Some("join" | "leave" | "send")) {
-            self.error("MALFORMED_COMMAND");
-            return Ok(());
-        }
-        let message = command.get("message");
-        if name == Some("send") && !message.is_some_and(Value::is_string) {
-            self.error("MALFORMED_COMMAND");
-            return Ok(());
-        }
         if let Some(reason) = revoked {
             // A command that races the close: answered, then the close follows.
             self.error("USER_HAS_TO_LOGIN");
             return Err(reason);
         }
-        match (name, message.and_then(Value::as_str)) {
-            (Some("join"), _) => self.join(hub, room),
-            (Some("leave"), _) => self.leave(hub, room),
-            (_, Some(message)) => self.send(hub, room, message),
-            _ => self.error("MALFORMED_COMMAND"),
+        match command {
+            Command::Join { room } => self.join(hub, room),
+            Command::Leave { room } => self.leave(hub, room),
+            Command::Send { room, message } => self.send(hub, room, &message),
         }
         Ok(())
     }
@@ -332,18 +321,6 @@ impl Conn {
         let shared =
             frame(&json!({"msg_type": 0, "room": room.id, "username": self.user.user.username, "message": message}));
         hub.broadcast(room, &lock(&room.members), shared, None);
-    }
-}
-
-/// A room id from a command: a string of digits or a non-negative integer,
-/// as its canonical decimal text.
-fn room_id(value: &Value) -> Option<String> {
-    match value {
-        Value::Number(n) => n.as_u64().map(|n| n.to_string()),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse::<u64>().ok().map(|n| n.to_string())
-        }
-        _ => None,
     }
 }
 

@@ -17,6 +17,7 @@
 pub(crate) mod api;
 pub(crate) mod chat;
 pub(crate) mod db;
+pub(crate) mod protocol;
 pub(crate) mod relay;
 
 use std::net::SocketAddr;
