@@ -183,7 +183,7 @@ impl Revocations {
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             Box::pin(tokio::time::sleep(left))
         });
-        Watch { id, registry: Arc::downgrade(&self.inner), receiver, expiry, done: None }
+        Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), expiry, done: None }
     }
 
     /// Closes every socket of the token `id` (reason [`CloseReason::Revoked`]);
@@ -284,7 +284,9 @@ fn jittered(every: Duration) -> Duration {
 pub struct Watch {
     id: u64,
     registry: Weak<Mutex<Registry>>,
-    receiver: oneshot::Receiver<CloseReason>,
+    /// `None` once the registry is gone: nothing can revoke the socket any
+    /// more (a oneshot receiver must not be polled after it completed).
+    receiver: Option<oneshot::Receiver<CloseReason>>,
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     done: Option<CloseReason>,
 }
@@ -293,7 +295,7 @@ impl Watch {
     /// The reason, if the socket must close already; does not wait.
     pub fn reason(&mut self) -> Option<CloseReason> {
         if self.done.is_none() {
-            self.done = self.receiver.try_recv().ok();
+            self.done = self.receiver.as_mut().and_then(|receiver| receiver.try_recv().ok());
         }
         if self.done.is_none() && self.expiry.as_ref().is_some_and(|sleep| sleep.is_elapsed()) {
             self.done = Some(CloseReason::Expired);
@@ -309,11 +311,14 @@ impl Future for Watch {
         if let Some(reason) = self.done {
             return Poll::Ready(reason);
         }
-        let reason = match Pin::new(&mut self.receiver).poll(cx) {
-            Poll::Ready(Ok(reason)) => Some(reason),
-            // The registry is gone: nothing will revoke this socket any more.
-            Poll::Ready(Err(_)) => None,
-            Poll::Pending => None,
+        let reason = match self.receiver.as_mut().map(|receiver| Pin::new(receiver).poll(cx)) {
+            Some(Poll::Ready(Ok(reason))) => Some(reason),
+            Some(Poll::Ready(Err(_))) => {
+                // The registry is gone: nothing will revoke this socket any more.
+                self.receiver = None;
+                None
+            }
+            Some(Poll::Pending) | None => None,
         };
         let reason = reason.or_else(|| {
             let expiry = self.expiry.as_mut()?;
@@ -384,6 +389,20 @@ mod tests {
         let reason = tokio::time::timeout(Duration::from_secs(5), watch).await.unwrap();
         assert_eq!(reason, CloseReason::Expired);
         assert!(revocations.is_empty(), "a finished watch is dropped and unregistered");
+    }
+
+    #[tokio::test]
+    async fn a_watch_outliving_its_registry_stays_pending_until_expiry() {
+        let revocations = Revocations::new();
+        let soon = user("alice", Some(SystemTime::now() + Duration::from_millis(100)));
+        let mut watch = revocations.watch(&soon, "1");
+        drop(revocations);
+        // Polled again and again (as a `select!` loop does), it must not panic.
+        for _ in 0..3 {
+            assert!(tokio::time::timeout(Duration::from_millis(10), &mut watch).await.is_err());
+            assert_eq!(watch.reason(), None);
+        }
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), watch).await, Ok(CloseReason::Expired));
     }
 
     #[tokio::test]

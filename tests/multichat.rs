@@ -633,4 +633,9 @@ fn command_line() {
     assert!(parse(&args("seed-users")).is_err());
     assert!(parse(&args("serve --bogus 1")).is_err());
     assert!(parse(&args("dance")).is_err());
+    assert!(matches!(
+        parse(&args("serve --insecure-no-auth")).unwrap().1,
+        Command::Serve { insecure_no_auth: true, .. }
+    ));
+    assert!(matches!(parse(&args("serve")).unwrap().1, Command::Serve { insecure_no_auth: false, .. }));
 }

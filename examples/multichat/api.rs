@@ -90,6 +90,42 @@ pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
     Router::new().route("/", get(page)).route("/api/login", post(login)).merge(protected).with_state(app)
 }
 
+/// The same chat with no authentication at all: the ceiling that the
+/// benchmarks compare the real server against (`serve --insecure-no-auth`).
+/// The `key` cookie's value is taken as the user's name, unchecked.
+pub(crate) fn router_without_auth(app: App) -> Router {
+    Router::new().route("/chat/stream/", get(stream_without_auth)).with_state(app)
+}
+
+async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let name = headers
+        .get(axum::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').find_map(|c| c.trim().strip_prefix("key=")))
+        .unwrap_or("anonymous");
+    let (token, username) = (ws_token_auth::Token::generate(), name.chars().take(12).collect());
+    let user = ChatUser { id: 0, username, is_staff: false };
+    let user = AuthenticatedUser::new(user, token, ws_token_auth::extract::CredentialKind::Cookie, None);
+    let watch = Revocations::new().watch(&user, "");
+    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
+}
+
+/// Frame limits and buffer sizes for every chat socket. tungstenite
+/// zero-fills its whole read buffer before the first read, so the read buffer
+/// is resident for every idle socket: axum's default (128 KiB) would cost
+/// ~130 KiB per socket. Chat frames are small; a larger one still arrives, in
+/// several reads.
+fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+}
+
+/// Each socket's read buffer.
+const READ_BUFFER_BYTES: usize = 2048;
+
 async fn page() -> Html<&'static str> {
     Html(include_str!("static/index.html"))
 }
@@ -198,8 +234,5 @@ async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgra
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
     let watch = app.revocations.watch(&user, user.user.id.to_string());
-    upgrade
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| app.hub.serve(socket, user, watch))
+    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
 }

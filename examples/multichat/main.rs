@@ -48,6 +48,7 @@ pub(crate) enum Command {
         secure_cookies: bool,
         revalidate_secs: u64,
         redis_url: Option<String>,
+        insecure_no_auth: bool,
     },
     CreateUser {
         name: String,
@@ -91,7 +92,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
     let mut it = options.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            flag @ ("--no-notices" | "--staff" | "--secure-cookies") => flags.push((flag, None)),
+            flag @ ("--no-notices" | "--staff" | "--secure-cookies" | "--insecure-no-auth") => flags.push((flag, None)),
             flag if flag.starts_with("--") => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 flags.push((flag, Some(value)));
@@ -114,6 +115,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                 "--secure-cookies",
                 "--redis-url",
                 "--revalidate-secs",
+                "--insecure-no-auth",
             ])?;
             let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
             Command::Serve {
@@ -134,6 +136,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                     None => 60,
                 },
                 redis_url: take("--redis-url"),
+                insecure_no_auth: has("--insecure-no-auth"),
             }
         }
         "create-user" => {
@@ -205,7 +208,15 @@ async fn tell_servers(redis_url: Option<&str>, database_url: &str, revocation: R
 async fn run(url: &str, command: Command) -> Result<(), Error> {
     let db = Db::open(url).await?;
     match command {
-        Command::Serve { bind, allowed_origins, notices, secure_cookies, revalidate_secs, redis_url } => {
+        Command::Serve {
+            bind,
+            allowed_origins,
+            notices,
+            secure_cookies,
+            revalidate_secs,
+            redis_url,
+            insecure_no_auth,
+        } => {
             let mut origin = OriginPolicy::same_host();
             for allowed in &allowed_origins {
                 origin = origin.allow(allowed)?;
@@ -223,6 +234,12 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             app.revocations.revalidate(store, std::time::Duration::from_secs(revalidate_secs));
             let listener = tokio::net::TcpListener::bind(bind).await?;
             println!("http://{}", listener.local_addr()?);
+            if insecure_no_auth {
+                // For benchmarks only: the same chat without authentication.
+                eprintln!("WARNING: --insecure-no-auth: anyone may connect as anyone (a benchmark baseline)");
+                axum::serve(listener, api::router_without_auth(app)).await?;
+                return Ok(());
+            }
             eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
             axum::serve(listener, api::router(app, origin)).await?;
         }

@@ -1,0 +1,365 @@
+//! loadgen: a load tool that speaks the multichat protocol (PROTOCOL.md), with
+//! `Cookie: key=<token>` read from a `username token` file (what
+//! `multichat seed-users` prints, and the Django peer's `run.sh setup` too).
+//! Loopback only, bounded in count and time. Results go to stdout as one
+//! `key=value ...` line per run, for scripts.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- handshake --url ws://127.0.0.1:8000/chat/stream/ --tokens tokens.txt --workers 50 --seconds 10
+//! cargo run --release --example loadgen -- fanout --url ... --tokens tokens.txt --receivers 100 --messages 2000
+//! cargo run --release --example loadgen -- hold --url ... --tokens tokens.txt --sockets 10000 --pid <server pid>
+//! cargo run --release --example loadgen -- storm --url ... --tokens tokens.txt --sockets 2000
+//! ```
+//!
+//! - handshake: N workers for T seconds each loop open (101), join room 1, wait
+//!   for the reply, close → cycles/s and latency percentiles.
+//! - fanout: C receivers in room 1, one sender, M timestamped messages as fast
+//!   as they go → delivered messages/s, delivery latency p50/p99, lost.
+//! - hold: K sockets joined to room 1 and kept → the server's RSS per socket
+//!   (from /proc/PID/status), and a new handshake's latency while they are held.
+//! - storm: N connected sockets join room 1 at once → time until all joined,
+//!   and the enter notices delivered (expected n(n-1)/2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+type Socket = WebSocketStream<TcpStream>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Options {
+    mode: String,
+    url: String,
+    tokens: Vec<(String, String)>,
+    workers: usize,
+    seconds: u64,
+    receivers: usize,
+    messages: usize,
+    sockets: usize,
+    pid: Option<u32>,
+    room: String,
+}
+
+fn options() -> Result<Options, Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().cloned().ok_or("usage: loadgen handshake|fanout|hold|storm --url URL --tokens FILE ...")?;
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let number = |flag: &str, default: usize| -> Result<usize, Error> {
+        Ok(value(flag).map(|v| v.parse()).transpose().map_err(|_| format!("{flag}: not a number"))?.unwrap_or(default))
+    };
+    let url = value("--url").unwrap_or_else(|| "ws://127.0.0.1:8000/chat/stream/".into());
+    let file = value("--tokens").ok_or("--tokens FILE is required (`username token` lines)")?;
+    let tokens = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{file}: {e}"))?
+        .lines()
+        .filter_map(|line| line.split_once(' ').map(|(u, t)| (u.to_owned(), t.trim().to_owned())))
+        .collect::<Vec<_>>();
+    if tokens.is_empty() {
+        return Err(format!("{file}: no `username token` lines").into());
+    }
+    Ok(Options {
+        mode,
+        url,
+        tokens,
+        workers: number("--workers", 50)?,
+        seconds: number("--seconds", 10)? as u64,
+        receivers: number("--receivers", 100)?,
+        messages: number("--messages", 2000)?,
+        sockets: number("--sockets", 1000)?,
+        pid: value("--pid").map(|p| p.parse()).transpose().map_err(|_| "--pid: not a number")?,
+        room: value("--room").unwrap_or_else(|| "1".into()),
+    })
+}
+
+/// Opens a socket with `Cookie: key=<token>` and no Origin, as an Android client does.
+async fn open(url: &str, token: &str) -> Result<Socket, Error> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("cookie", format!("key={token}").parse()?);
+    let host = request.uri().authority().ok_or("no host in the URL")?.as_str().to_owned();
+    let addr: SocketAddr = tokio::net::lookup_host(&host).await?.next().ok_or("cannot resolve")?;
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    // Small buffers: thousands of client sockets share this machine with the server.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (socket, _) = client_async_with_config(request, stream, Some(config)).await?;
+    Ok(socket)
+}
+
+async fn send(socket: &mut Socket, value: &Value) -> Result<(), Error> {
+    socket.send(Message::Text(value.to_string().into())).await?;
+    Ok(())
+}
+
+/// The next JSON text frame.
+async fn recv(socket: &mut Socket) -> Result<Value, Error> {
+    loop {
+        match socket.next().await.ok_or("socket closed")?? {
+            Message::Text(text) => return Ok(serde_json::from_str(&text)?),
+            Message::Close(frame) => return Err(format!("closed: {frame:?}").into()),
+            _ => {}
+        }
+    }
+}
+
+/// Joins `room` and waits for the reply, skipping notices.
+async fn join(socket: &mut Socket, room: &str) -> Result<(), Error> {
+    send(socket, &json!({"command": "join", "room": room})).await?;
+    loop {
+        let frame = recv(socket).await?;
+        if frame.get("join").is_some() {
+            return Ok(());
+        }
+        if let Some(error) = frame.get("error") {
+            return Err(format!("join refused: {error}").into());
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0
+}
+
+async fn handshake(o: &Options) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..o.workers)
+        .map(|i| {
+            let (url, room, errors) = (o.url.clone(), o.room.clone(), Arc::clone(&errors));
+            let token = o.tokens[i % o.tokens.len()].1.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    let cycle = async {
+                        let mut socket = open(&url, &token).await?;
+                        join(&mut socket, &room).await?;
+                        socket.close(None).await?;
+                        while socket.next().await.is_some() {}
+                        Ok::<_, Error>(())
+                    };
+                    match tokio::time::timeout(Duration::from_secs(10), cycle).await {
+                        Ok(Ok(())) => latencies.push(began.elapsed()),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    println!(
+        "mode=handshake workers={} seconds={:.1} cycles={} cycles_per_s={:.0} p50_ms={:.2} p99_ms={:.2} errors={}",
+        o.workers,
+        elapsed,
+        all.len(),
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        errors.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn fanout(o: &Options) -> Result<(), Error> {
+    if o.tokens.len() < o.receivers + 1 {
+        return Err(format!("fanout needs {} tokens", o.receivers + 1).into());
+    }
+    let (sender_name, sender_token) = o.tokens[o.receivers].clone();
+    let mut receivers = Vec::new();
+    for (_, token) in &o.tokens[..o.receivers] {
+        let mut socket = open(&o.url, token).await?;
+        join(&mut socket, &o.room).await?;
+        receivers.push(socket);
+    }
+    let mut sender = open(&o.url, &sender_token).await?;
+    join(&mut sender, &o.room).await?;
+    let clock = Instant::now();
+    let expected = o.messages;
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|mut socket| {
+            let sender_name = sender_name.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(expected);
+                let mut last = Duration::ZERO;
+                while latencies.len() < expected {
+                    let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(10), recv(&mut socket)).await else {
+                        break;
+                    };
+                    if frame["msg_type"] == 0 && frame["username"] == sender_name.as_str() {
+                        let sent: u64 =
+                            frame["message"].as_str().and_then(|m| m.split(' ').next()?.parse().ok()).unwrap_or(0);
+                        let now = clock.elapsed();
+                        latencies.push(now.saturating_sub(Duration::from_micros(sent)));
+                        last = now;
+                    }
+                }
+                (latencies, last)
+            })
+        })
+        .collect();
+    // The sender reads its own echoes concurrently, as a real client does.
+    let (mut sink, mut echoes) = sender.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let first_send = clock.elapsed();
+    for i in 0..o.messages {
+        let message = format!("{} message {i}", clock.elapsed().as_micros());
+        sink.send(Message::Text(json!({"command": "send", "room": o.room, "message": message}).to_string().into()))
+            .await?;
+    }
+    let mut all = Vec::new();
+    let mut last = first_send;
+    for task in tasks {
+        let (latencies, finished) = task.await?;
+        all.extend(latencies);
+        last = last.max(finished);
+    }
+    drain.abort();
+    all.sort();
+    let delivered = all.len();
+    let lost = o.receivers * o.messages - delivered;
+    let seconds = (last - first_send).as_secs_f64().max(1e-9);
+    println!(
+        "mode=fanout receivers={} messages={} delivered={} lost={} seconds={:.3} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        o.receivers,
+        o.messages,
+        delivered,
+        lost,
+        seconds,
+        delivered as f64 / seconds,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).ok_or("bad VmRSS")?.parse()?)
+}
+
+async fn hold(o: &Options) -> Result<(), Error> {
+    let pid = o.pid.ok_or("hold needs --pid of the server")?;
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(o.sockets);
+    let mut opening = futures_util::stream::iter(0..o.sockets)
+        .map(|i| {
+            let (url, room, token) = (o.url.clone(), o.room.clone(), o.tokens[i % o.tokens.len()].1.clone());
+            async move {
+                let mut socket = open(&url, &token).await?;
+                join(&mut socket, &room).await?;
+                Ok::<_, Error>(socket)
+            }
+        })
+        .buffer_unordered(64);
+    while let Some(socket) = opening.next().await {
+        sockets.push(socket?);
+    }
+    let opened = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the server settle
+    let after = rss_kib(pid)?;
+    let probe = Instant::now();
+    let mut extra = open(&o.url, &o.tokens[0].1).await?;
+    join(&mut extra, &o.room).await?;
+    let probe = probe.elapsed();
+    println!(
+        "mode=hold sockets={} open_seconds={:.2} rss_before_kib={before} rss_after_kib={after} kib_per_socket={:.2} new_handshake_ms={:.2}",
+        sockets.len(),
+        opened.as_secs_f64(),
+        (after.saturating_sub(before)) as f64 / sockets.len() as f64,
+        probe.as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+async fn storm(o: &Options) -> Result<(), Error> {
+    let mut sockets = Vec::with_capacity(o.sockets);
+    let mut opening = futures_util::stream::iter(0..o.sockets)
+        .map(|i| {
+            let (url, token) = (o.url.clone(), o.tokens[i % o.tokens.len()].1.clone());
+            async move { open(&url, &token).await }
+        })
+        .buffer_unordered(64);
+    while let Some(socket) = opening.next().await {
+        sockets.push(socket?);
+    }
+    let started = Instant::now();
+    let joined = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let (room, joined) = (o.room.clone(), Arc::clone(&joined));
+            tokio::spawn(async move {
+                if join(&mut socket, &room).await.is_err() {
+                    return (0u64, None, socket);
+                }
+                let at = started.elapsed();
+                joined.fetch_add(1, Ordering::Relaxed);
+                let mut notices = 0;
+                while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(3), recv(&mut socket)).await {
+                    if frame["msg_type"] == 4 {
+                        notices += 1;
+                    }
+                }
+                (notices, Some(at), socket)
+            })
+        })
+        .collect();
+    let (mut notices, mut all_joined, mut sockets) = (0, Duration::ZERO, Vec::new());
+    for task in tasks {
+        let (n, at, socket) = task.await?;
+        notices += n;
+        all_joined = all_joined.max(at.unwrap_or(Duration::MAX));
+        sockets.push(socket); // kept open until every count is in: a close would send leave notices
+    }
+    let n = o.sockets as u64;
+    println!(
+        "mode=storm sockets={} joined={} all_joined_seconds={:.3} notices={} expected={}",
+        o.sockets,
+        joined.load(Ordering::Relaxed),
+        all_joined.as_secs_f64(),
+        notices,
+        n * (n - 1) / 2
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Error> {
+    let o = options()?;
+    let host = o.url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default().to_owned();
+    if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
+        return Err(format!("loadgen only targets loopback, not {host}").into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match o.mode.as_str() {
+            "handshake" => handshake(&o).await,
+            "fanout" => fanout(&o).await,
+            "hold" => hold(&o).await,
+            "storm" => storm(&o).await,
+            other => Err(format!("unknown mode {other}").into()),
+        }
+    })
+}

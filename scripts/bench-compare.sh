@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Side-by-side end-to-end figures on this machine, one run, servers alternated:
+#   ours    the multichat example (axum + TokenAuthLayer + SqlTokenStore on SQLite)
+#   noauth  the same chat with no authentication at all (`serve --insecure-no-auth`): the ceiling
+#   daphne, uvicorn   the Django Channels multichat peer (../shared/peers/django_multichat)
+# with examples/loadgen.rs. Loopback only. Prints a results file and a summary (scripts/bench-summary.py).
+#
+# Usage: scripts/bench-compare.sh [ROUNDS]      (default 3)
+# Environment: WORKERS=50 HANDSHAKE_SECONDS=10 RECEIVERS=100 MESSAGES=2000 PEER_MESSAGES=200
+#              HOLD=10000 PEER_HOLD=2000 STORM=2000 SERVERS="ours noauth daphne uvicorn" OUT=<file>
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PEER="$(cd "$ROOT/../shared/peers/django_multichat" && pwd)"
+ROUNDS="${1:-3}"
+WORKERS="${WORKERS:-50}" HANDSHAKE_SECONDS="${HANDSHAKE_SECONDS:-10}"
+RECEIVERS="${RECEIVERS:-100}" MESSAGES="${MESSAGES:-2000}" PEER_MESSAGES="${PEER_MESSAGES:-200}"
+HOLD="${HOLD:-10000}" PEER_HOLD="${PEER_HOLD:-2000}" STORM="${STORM:-2000}"
+SERVERS="${SERVERS:-ours noauth daphne uvicorn}"
+WORK="$(mktemp -d /tmp/bench-compare.XXXXXX)"
+OUT="${OUT:-$WORK/results.txt}"
+PORT=8601
+ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --example multichat --example loadgen --manifest-path "$ROOT/Cargo.toml" >&2
+M="$ROOT/target/release/examples/multichat"
+L="$ROOT/target/release/examples/loadgen"
+
+echo "== seeding $((HOLD + 101)) users for ours" >&2
+"$M" --database-url "sqlite://$WORK/ours.db" seed-users --count $((HOLD + 101)) > "$WORK/ours-tokens.txt"
+export VENV="${VENV:-/tmp/peer/venv}" DB_PATH="$WORK/peer.sqlite3" TOKENS="$WORK/peer-tokens.txt"
+if [[ " $SERVERS " == *" daphne "* || " $SERVERS " == *" uvicorn "* ]]; then
+  echo "== setting up the Django peer" >&2
+  (cd "$PEER" && N="$PEER_HOLD" ./run.sh setup >&2)
+fi
+
+PID=""
+start() { # NAME NOTIFY(1|0)
+  local name="$1" notify="$2"
+  case "$name" in
+    ours|noauth)
+      local extra=()
+      [ "$name" = noauth ] && extra+=(--insecure-no-auth)
+      [ "$notify" = 0 ] && extra+=(--no-notices)
+      "$M" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
+      PID=$!
+      TOKEN_FILE="$WORK/ours-tokens.txt" ;;
+    daphne|uvicorn)
+      (cd "$PEER" && PORT="$PORT" SERVER="$name" N="$PEER_HOLD" NOTIFY="$notify" exec ./run.sh) >/dev/null 2>"$WORK/$name.log" &
+      PID=$!
+      TOKEN_FILE="$TOKENS" ;;
+  esac
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$name did not start: $(tail -5 "$WORK/$name.log")" >&2
+  return 1
+}
+stop() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PORT=$((PORT + 1)) # a fresh port: no TIME_WAIT or leftover listener in the way
+}
+run() { # ROUND NAME MODE ARGS...
+  local round="$1" name="$2" mode="$3"
+  shift 3
+  local line
+  line="$("$L" "$mode" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=$mode failed=1")"
+  echo "round=$round server=$name threads=2 $line" | tee -a "$OUT"
+}
+
+servers=($SERVERS)
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate the order from round to round, so that drift hits every server alike.
+  order=("${servers[@]:$(( (round - 1) % ${#servers[@]} ))}" "${servers[@]:0:$(( (round - 1) % ${#servers[@]} ))}")
+  for name in "${order[@]}"; do
+    start "$name" 1; run "$round" "$name" handshake --workers "$WORKERS" --seconds "$HANDSHAKE_SECONDS"; stop
+    messages="$MESSAGES"; [[ "$name" == daphne || "$name" == uvicorn ]] && messages="$PEER_MESSAGES"
+    start "$name" 1; run "$round" "$name" fanout --receivers "$RECEIVERS" --messages "$messages"; stop
+  done
+done
+for name in "${servers[@]}"; do
+  sockets="$HOLD"; [[ "$name" == daphne || "$name" == uvicorn ]] && sockets="$PEER_HOLD"
+  start "$name" 0; run hold "$name" hold --sockets "$sockets" --pid "$PID"; stop
+done
+for name in ours noauth; do
+  [[ " $SERVERS " == *" $name "* ]] || continue
+  start "$name" 1; run storm "$name" storm --sockets "$STORM"; stop
+done
+echo "== results: $OUT" >&2
+python3 "$ROOT/scripts/bench-summary.py" "$OUT"

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Summarizes scripts/bench-compare.sh results: min/median/max per server and
+per figure, and ratios computed within each round (ours/peer, ours/noauth)."""
+import statistics
+import sys
+from collections import defaultdict
+
+rows = []
+for line in open(sys.argv[1]):
+    fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+    rows.append(fields)
+
+def figure(mode, key):
+    by = defaultdict(dict)
+    for r in rows:
+        if r.get("mode") == mode and key in r:
+            by[r["round"]][r["server"]] = float(r[key])
+    return by
+
+def mmm(values):
+    return f"{min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}"
+
+for mode, key, label in [("handshake", "cycles_per_s", "handshake cycles/s"), ("fanout", "deliveries_per_s", "fan-out deliveries/s")]:
+    by = figure(mode, key)
+    servers = sorted({s for r in by.values() for s in r})
+    print(f"\n{label} (min / median / max over {len(by)} rounds)")
+    for s in servers:
+        vals = [r[s] for r in by.values() if s in r]
+        print(f"  {s:8} {mmm(vals)}")
+    for num, den in [("ours", "daphne"), ("ours", "uvicorn"), ("ours", "noauth")]:
+        ratios = [r[num] / r[den] for r in by.values() if num in r and den in r and r[den] > 0]
+        if ratios:
+            print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")
+    if mode == "fanout":
+        for r in rows:
+            if r.get("mode") == "fanout" and r.get("lost", "0") != "0":
+                print(f"  lost: round {r['round']} {r['server']} lost {r['lost']} of {int(r['receivers']) * int(r['messages'])}")
+        for s in servers:
+            p99 = [float(r["p99_ms"]) for r in rows if r.get("mode") == "fanout" and r["server"] == s]
+            p50 = [float(r["p50_ms"]) for r in rows if r.get("mode") == "fanout" and r["server"] == s]
+            print(f"  {s:8} delivery latency p50 {statistics.median(p50):.1f} ms, p99 {statistics.median(p99):.1f} ms (medians)")
+for r in rows:
+    if r.get("mode") in ("hold", "storm"):
+        print(" ".join(f"{k}={v}" for k, v in r.items()))
