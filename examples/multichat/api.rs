@@ -78,6 +78,28 @@ impl App {
     }
 }
 
+/// Serves `router` on `listener` over HTTP/1.1 (WebSocket upgrades included)
+/// until the task is dropped. A client has `header_timeout` to send a request
+/// head (a slowloris connection is closed then), and at most 100 header lines
+/// (hyper's limit: more is answered 431).
+pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: std::time::Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let _ = connection.await;
+        });
+    }
+}
+
 /// The whole HTTP surface; the origin policy guards cookie credentials.
 pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
     let auth = TokenAuthLayer::new(app.db.tokens.clone()).origin_policy(origin);

@@ -29,6 +29,9 @@ use ws_token_auth::{OriginPolicy, Token};
 
 use self::db::{Db, Error, hash_password};
 
+/// How long a client has to send a request head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
 commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
@@ -237,11 +240,11 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             if insecure_no_auth {
                 // For benchmarks only: the same chat without authentication.
                 eprintln!("WARNING: --insecure-no-auth: anyone may connect as anyone (a benchmark baseline)");
-                axum::serve(listener, api::router_without_auth(app)).await?;
+                api::serve(listener, api::router_without_auth(app), HEADER_TIMEOUT).await;
                 return Ok(());
             }
             eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
-            axum::serve(listener, api::router(app, origin)).await?;
+            api::serve(listener, api::router(app, origin), HEADER_TIMEOUT).await;
         }
         Command::CreateUser { name, password, staff } => {
             let password = password.unwrap_or_else(|| {

@@ -1,0 +1,99 @@
+//! The multichat example while PostgreSQL goes away mid-run (cut behind a
+//! loopback proxy): new handshakes get 503 within the store timeout, never an
+//! anonymous socket; open sockets keep chatting; everything recovers by itself
+//! when the database returns.
+
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/multichat/main.rs"]
+mod multichat;
+
+use std::time::{Duration, Instant};
+
+use common::Proxy;
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use multichat::api::{App, router};
+use multichat::db::{Db, hash_password};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use ws_token_auth::{OriginPolicy, Token};
+
+async fn next_json(socket: &mut common::Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("no frame in 5 s");
+        if let Some(Ok(Message::Text(text))) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_mid_run() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");
+    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
+    let proxied = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+    assert_ne!(proxied, url, "DATABASE_URL must name 127.0.0.1:5432 for the proxy to stand in between");
+    let db = Db::open(&proxied).await.unwrap();
+    let tag = Token::generate().expose_secret()[..8].to_owned();
+    let hash = hash_password("pw").unwrap();
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let id = db.create_user(&format!("{name}_{tag}"), &hash, false).await.unwrap();
+        tokens.push(db.tokens.issue(id, None).await.unwrap().expose_secret().to_owned());
+    }
+    let app = App::new(db, false, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = router(app, OriginPolicy::same_host());
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    let cookie = |token: &str| format!("key={token}");
+
+    let (_, alice) = connect_chat(addr, &cookie(&tokens[0])).await;
+    let (_, bob) = connect_chat(addr, &cookie(&tokens[1])).await;
+    let (mut alice, mut bob) = (alice.unwrap(), bob.unwrap());
+    for socket in [&mut alice, &mut bob] {
+        socket.send(Message::Text(json!({"command": "join", "room": "1"}).to_string().into())).await.unwrap();
+        assert_eq!(next_json(socket).await["join"], "1");
+    }
+
+    proxy.cut().await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, socket) = connect_chat(addr, &cookie(&tokens[2])).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "never anonymous, never 401");
+        assert!(socket.is_none());
+        // The layer's store timeout is 5 s; the pool gives up sooner.
+        assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    }
+    // The open sockets keep chatting: the chat itself does not need the database.
+    alice
+        .send(Message::Text(json!({"command": "send", "room": "1", "message": "still here"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut bob).await["message"], "still here");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = connect_chat(addr, &cookie(&tokens[2])).await;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "no recovery within 20 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Connects to the chat's endpoint with a cookie; the status, and the socket if upgraded.
+async fn connect_chat(addr: std::net::SocketAddr, cookie: &str) -> (StatusCode, Option<common::Socket>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((socket, response)) => (response.status(), Some(socket)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => (response.status(), None),
+        Err(other) => panic!("handshake failed below HTTP: {other}"),
+    }
+}
