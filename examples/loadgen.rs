@@ -19,6 +19,11 @@
 //!   (from /proc/PID/status), and a new handshake's latency while they are held.
 //! - storm: N connected sockets join room 1 at once → time until all joined,
 //!   and the enter notices delivered (expected n(n-1)/2).
+//! - soak: K sockets in room 1 for T seconds under a steady message storm
+//!   (`--rate` messages/s) and a churn of reconnects and logouts (`--churn`
+//!   per second) → messages lost (sequence gaps; must be 0), the server's RSS
+//!   every 10 s (`--pid`), errors. Needs the seed password (`password`) to log
+//!   back in after a logout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +52,8 @@ struct Options {
     sockets: usize,
     pid: Option<u32>,
     room: String,
+    rate: usize,
+    churn: usize,
 }
 
 fn options() -> Result<Options, Error> {
@@ -77,6 +84,8 @@ fn options() -> Result<Options, Error> {
         sockets: number("--sockets", 1000)?,
         pid: value("--pid").map(|p| p.parse()).transpose().map_err(|_| "--pid: not a number")?,
         room: value("--room").unwrap_or_else(|| "1".into()),
+        rate: number("--rate", 10)?,
+        churn: number("--churn", 10)?,
     })
 }
 
@@ -346,6 +355,218 @@ async fn storm(o: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// What a soak receiver saw: messages, sequence gaps, how it ended.
+#[derive(Default)]
+struct Seen {
+    received: u64,
+    lost: u64,
+    last: Option<u64>,
+    closed_4401: bool,
+}
+
+/// Reads a socket until it ends or `stop` changes, counting the sender's
+/// sequence numbers.
+async fn receive(mut socket: Socket, sender: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Seen {
+    let mut seen = Seen::default();
+    loop {
+        let message = tokio::select! {
+            _ = stop.changed() => break,
+            message = socket.next() => match message {
+                Some(Ok(message)) => message,
+                _ => break,
+            },
+        };
+        match message {
+            Message::Text(text) => {
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                if frame["msg_type"] != 0 || frame["username"] != sender.as_str() {
+                    continue;
+                }
+                let Some(seq) = frame["message"].as_str().and_then(|m| m.split(' ').next()?.parse::<u64>().ok()) else {
+                    continue;
+                };
+                // A gap, or (for the first message) those sent before it.
+                seen.lost += seq.saturating_sub(seen.last.map_or(0, |last| last + 1));
+                seen.last = Some(seq);
+                seen.received += 1;
+            }
+            Message::Close(frame) => {
+                seen.closed_4401 = frame.is_some_and(|f| u16::from(f.code) == 4401);
+                break;
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Logs `username` in over HTTP; returns a fresh token.
+async fn login(url: &str, username: &str) -> Result<String, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).ok_or("bad URL")?;
+    let body = json!({"username": username, "password": "password"}).to_string();
+    let mut stream = TcpStream::connect(host).await?;
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let json = response.split_once("\r\n\r\n").ok_or("no body")?.1;
+    Ok(serde_json::from_str::<Value>(json)?["token"].as_str().ok_or("no token")?.to_owned())
+}
+
+async fn logout(url: &str, token: &str) -> Result<(), Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).ok_or("bad URL")?;
+    let mut stream = TcpStream::connect(host).await?;
+    let request = format!(
+        "POST /api/logout HTTP/1.1\r\nHost: {host}\r\nCookie: key={token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(())
+}
+
+async fn soak(o: &Options) -> Result<(), Error> {
+    let users = o.tokens.len();
+    if users < 2 {
+        return Err("soak needs at least 2 users".into());
+    }
+    let (sender_name, sender_token) = o.tokens[users - 1].clone();
+    let clock = Instant::now();
+    let deadline = clock + Duration::from_secs(o.seconds);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Long-lived receivers: socket i uses user i % (users - 1).
+    let mut receivers = Vec::new();
+    let mut slots = Vec::new();
+    for i in 0..o.sockets {
+        let (name, token) = o.tokens[i % (users - 1)].clone();
+        slots.push((name, token));
+    }
+    let mut opening = futures_util::stream::iter(slots.clone())
+        .map(|(_, token)| {
+            let (url, room) = (o.url.clone(), o.room.clone());
+            async move {
+                let mut socket = open(&url, &token).await?;
+                join(&mut socket, &room).await?;
+                Ok::<_, Error>(socket)
+            }
+        })
+        .buffer_unordered(64);
+    while let Some(socket) = opening.next().await {
+        receivers.push(tokio::spawn(receive(socket?, sender_name.clone(), stopped.clone())));
+    }
+    eprintln!("soak: {} sockets open after {:.1?}", receivers.len(), clock.elapsed());
+    let mut sender = open(&o.url, &sender_token).await?;
+    join(&mut sender, &o.room).await?;
+    let (mut sink, mut echoes) = sender.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+
+    // The storm: `rate` messages a second, numbered.
+    let (url, room, rate) = (o.url.clone(), o.room.clone(), o.rate.max(1));
+    let storm = tokio::spawn(async move {
+        let mut seq = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+        while Instant::now() < deadline {
+            tick.tick().await;
+            let frame = json!({"command": "send", "room": room, "message": format!("{seq} soak")});
+            if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+                break;
+            }
+            seq += 1;
+        }
+        seq
+    });
+    // The churn: every second, `churn` short sockets come and go, and one
+    // token is logged out (its socket must close 4401) and the user logs in again.
+    let errors = Arc::new(AtomicU64::new(0));
+    let (churned, revoked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let churn = {
+        let (url, room, tokens, churn, sender_name) =
+            (url.clone(), o.room.clone(), o.tokens.clone(), o.churn, sender_name.clone());
+        let (errors, churned, revoked) = (errors.clone(), churned.clone(), revoked.clone());
+        let never = stopped.clone();
+        tokio::spawn(async move {
+            let mut round = 0usize;
+            while Instant::now() + Duration::from_secs(2) < deadline {
+                let began = Instant::now();
+                for i in 0..churn {
+                    let (_, token) = &tokens[(round * churn + i) % (tokens.len() - 1)];
+                    match open(&url, token).await {
+                        Ok(mut socket) => {
+                            if join(&mut socket, &room).await.is_err() {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let _ = socket.close(None).await;
+                            churned.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                // A logout: a fresh login, a socket on it, the logout, the 4401.
+                let (name, _) = &tokens[round % (tokens.len() - 1)];
+                let outcome = async {
+                    let token = login(&url, name).await?;
+                    let mut socket = open(&url, &token).await?;
+                    join(&mut socket, &room).await?;
+                    let watcher = tokio::spawn(receive(socket, sender_name.clone(), never.clone()));
+                    logout(&url, &token).await?;
+                    let seen = tokio::time::timeout(Duration::from_secs(2), watcher).await??;
+                    if seen.closed_4401 { Ok::<_, Error>(()) } else { Err("logout did not close with 4401".into()) }
+                };
+                match outcome.await {
+                    Ok(()) => revoked.fetch_add(1, Ordering::Relaxed),
+                    Err(error) => {
+                        eprintln!("soak: logout round {round}: {error}");
+                        errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                round += 1;
+                tokio::time::sleep(Duration::from_secs(1).saturating_sub(began.elapsed())).await;
+            }
+        })
+    };
+    // RSS every 10 s.
+    let mut samples = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(pid) = o.pid {
+            samples.push((clock.elapsed().as_secs(), rss_kib(pid)?));
+            eprintln!("soak: t={}s rss_kib={}", clock.elapsed().as_secs(), samples.last().map_or(0, |s| s.1));
+        }
+        tokio::time::sleep(Duration::from_secs(10).min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+    let sent = storm.await?;
+    churn.await?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the last messages arrive
+    if let Some(pid) = o.pid {
+        samples.push((clock.elapsed().as_secs(), rss_kib(pid)?));
+    }
+    // Every long-lived socket must have every message: gaps, and a tail short of the last one, are losses.
+    let _ = stop.send(true);
+    let (mut lost, mut received) = (0u64, 0u64);
+    for receiver in receivers {
+        let seen = receiver.await?;
+        lost += seen.lost + sent.saturating_sub(seen.last.map_or(0, |last| last + 1));
+        received += seen.received;
+    }
+    let rss: Vec<String> = samples.iter().map(|(t, kib)| format!("{t}:{kib}")).collect();
+    println!(
+        "mode=soak sockets={} seconds={} sent={sent} received={received} lost={lost} churned={} logouts_closed_4401={} errors={} rss_kib_over_time={}",
+        o.sockets,
+        o.seconds,
+        churned.load(Ordering::Relaxed),
+        revoked.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        rss.join(",")
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
     let o = options()?;
     let host = o.url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default().to_owned();
@@ -359,6 +580,7 @@ fn main() -> Result<(), Error> {
             "fanout" => fanout(&o).await,
             "hold" => hold(&o).await,
             "storm" => storm(&o).await,
+            "soak" => soak(&o).await,
             other => Err(format!("unknown mode {other}").into()),
         }
     })
