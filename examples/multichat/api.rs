@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::{Revocation, RevocationBus};
+use ws_token_auth::store::{CachedTokenStore, SqlTokenStore};
 use ws_token_auth::{AuthenticatedUser, OriginPolicy, TokenAuthLayer};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
@@ -29,6 +30,10 @@ pub(crate) struct App {
     pub(crate) revocations: Revocations,
     /// With several processes: tells the others about revocations.
     pub(crate) bus: Option<RevocationBus>,
+    /// What the handshakes ask: the token table behind a short cache, so a
+    /// handshake costs no query when the token was seen in the last 30 s.
+    /// Logout and revocations heard from other processes drop the entry.
+    pub(crate) store: Arc<CachedTokenStore<SqlTokenStore<ChatUser>>>,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -60,7 +65,16 @@ impl App {
         let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
         super::relay::start(client, publisher, rooms_channel, node, Arc::clone(&hub), outgoing);
         let app = Self::assemble(db, hub, Some(bus.clone()), secure_cookies).await?;
-        bus.apply(app.revocations.clone(), Arc::new(app.db.tokens.clone()));
+        let cache = Arc::clone(&app.store);
+        bus.apply_with(app.revocations.clone(), Arc::new(app.db.tokens.clone()), move |revocation| {
+            let cache = Arc::clone(&cache);
+            async move {
+                match revocation {
+                    Revocation::Token(id) => cache.invalidate_id(id).await,
+                    _ => cache.invalidate_all(),
+                }
+            }
+        });
         Ok(app)
     }
 
@@ -74,7 +88,8 @@ impl App {
             tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
                 .await??
                 .into();
-        Ok(Self { db, hub, revocations: Revocations::new(), bus, dummy_hash, secure_cookies })
+        let store = Arc::new(CachedTokenStore::new(db.tokens.clone()));
+        Ok(Self { db, hub, revocations: Revocations::new(), bus, store, dummy_hash, secure_cookies })
     }
 }
 
@@ -102,7 +117,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, hea
 
 /// The whole HTTP surface; the origin policy guards cookie credentials.
 pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
-    let auth = TokenAuthLayer::new(app.db.tokens.clone()).origin_policy(origin);
+    let auth = TokenAuthLayer::from_shared(Arc::clone(&app.store)).origin_policy(origin);
     let protected = Router::new()
         .route("/api/logout", post(logout))
         .route("/api/rooms", get(rooms))
@@ -220,6 +235,7 @@ async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Re
         eprintln!("logout: cannot revoke token {}: {error}", user.token_id());
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
     }
+    app.store.invalidate(user.token()).await;
     app.revocations.revoke_token(user.token_id());
     if let Some(bus) = &app.bus {
         if let Err(error) = bus.publish(&Revocation::Token(user.token_id())).await {

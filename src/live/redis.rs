@@ -141,6 +141,23 @@ impl RevocationBus {
     /// missed. The task ends when every clone of `revocations`' registry is
     /// dropped and a message or a reconnection comes.
     pub fn apply<St: TokenStore>(&self, revocations: Revocations, store: Arc<St>) -> tokio::task::JoinHandle<()> {
+        self.apply_with(revocations, store, |_| async {})
+    }
+
+    /// [`apply`](Self::apply), also calling `on_revocation` with every
+    /// revocation heard: to drop a cached answer on every node, say
+    /// (`CachedTokenStore::invalidate_id`).
+    pub fn apply_with<St, F, Fut>(
+        &self,
+        revocations: Revocations,
+        store: Arc<St>,
+        on_revocation: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        St: TokenStore,
+        F: Fn(Revocation) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let (client, channel) = (self.publisher.client().clone(), self.channel.clone());
         let registry = Arc::downgrade(&revocations.inner);
         drop(revocations);
@@ -165,6 +182,7 @@ impl RevocationBus {
                             match Revocation::decode(&text) {
                                 Some(revocation) => {
                                     revocation.apply(&Revocations { inner });
+                                    on_revocation(revocation).await;
                                 }
                                 None => tracing::warn!(target: "ws_token_auth", %channel, "unknown revocation message"),
                             }

@@ -32,15 +32,22 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use super::{Authenticated, StoreError, TokenStore};
-use crate::token::{DIGEST_LEN, Token};
+use crate::token::{DIGEST_LEN, Token, TokenId};
 
-/// Keys are token digests; a value is the inner store's answer.
-type Answer<U> = Option<Authenticated<U>>;
+/// Keys are token ids; a value is the token's full digest (checked on every
+/// hit, so two tokens that share an id never share an answer) and the inner
+/// store's answer. Keyed by id so that a revocation heard from another node,
+/// which names only the id, can drop the entry.
+#[derive(Clone)]
+struct Entry<U> {
+    digest: [u8; DIGEST_LEN],
+    answer: Option<Authenticated<U>>,
+}
 
 /// A caching decorator over a [`TokenStore`]. See the [module docs](self).
 pub struct CachedTokenStore<S: TokenStore> {
     inner: S,
-    cache: Cache<[u8; DIGEST_LEN], Answer<S::User>>,
+    cache: Cache<TokenId, Entry<S::User>>,
     positive_ttl: Duration,
     negative_ttl: Duration,
     max_entries: u64,
@@ -63,9 +70,9 @@ struct PerEntry {
     negative: Duration,
 }
 
-impl<U> Expiry<[u8; DIGEST_LEN], Answer<U>> for PerEntry {
-    fn expire_after_create(&self, _key: &[u8; DIGEST_LEN], value: &Answer<U>, _now: Instant) -> Option<Duration> {
-        Some(match value {
+impl<U> Expiry<TokenId, Entry<U>> for PerEntry {
+    fn expire_after_create(&self, _key: &TokenId, value: &Entry<U>, _now: Instant) -> Option<Duration> {
+        Some(match &value.answer {
             None => self.negative,
             Some(found) => match found.expires_at {
                 Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default().min(self.positive),
@@ -116,12 +123,24 @@ impl<S: TokenStore> CachedTokenStore<S> {
 
     /// Forgets the answer for `token` (call it on logout, with the revoke).
     pub async fn invalidate(&self, token: &Token) {
-        self.cache.invalidate(token.digest()).await;
+        self.cache.invalidate(&token.id()).await;
+    }
+
+    /// Forgets the answer for the token with id `id`: for revocations heard
+    /// from other nodes, which carry only the id.
+    pub async fn invalidate_id(&self, id: TokenId) {
+        self.cache.invalidate(&id).await;
     }
 
     /// Forgets every answer.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
+    }
+
+    /// Applies pending evictions and expirations now (moka applies them
+    /// lazily, as lookups come): for tests and for exact metrics.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
     }
 
     /// How many answers are cached (approximately: moka counts lazily).
@@ -151,14 +170,21 @@ impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
     type User = S::User;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<S::User>>, StoreError> {
-        let answer =
-            self.cache.try_get_with(*token.digest(), async { self.inner.authenticate(token).await }).await.map_err(
-                |error| match &*error {
-                    StoreError::Timeout => StoreError::Timeout,
-                    StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
-                    _ => StoreError::Backend(Box::new(Shared(error))),
-                },
-            )?;
+        let lookup = async {
+            let answer = self.inner.authenticate(token).await?;
+            Ok::<_, StoreError>(Entry { digest: *token.digest(), answer })
+        };
+        let entry = self.cache.try_get_with(token.id(), lookup).await.map_err(|error| match &*error {
+            StoreError::Timeout => StoreError::Timeout,
+            StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
+            _ => StoreError::Backend(Box::new(Shared(error))),
+        })?;
+        let answer = if entry.digest == *token.digest() {
+            entry.answer
+        } else {
+            // Another token with the same id (a 64-bit collision): not cached.
+            self.inner.authenticate(token).await?
+        };
         Ok(answer.filter(|found| !found.is_expired_at(SystemTime::now())))
     }
 }
