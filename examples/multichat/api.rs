@@ -161,7 +161,7 @@ fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 }
 
 /// Each socket's read buffer.
-const READ_BUFFER_BYTES: usize = 2048;
+const READ_BUFFER_BYTES: usize = 1024;
 
 async fn page() -> Html<&'static str> {
     Html(include_str!("static/index.html"))
