@@ -1,6 +1,7 @@
 //! The chat core: rooms, membership, commands and fan-out, per PROTOCOL.md.
 //!
-//! Each socket has a bounded outgoing queue drained by its own writer task.
+//! Each socket has an outgoing queue bounded in bytes, drained by its own
+//! writer task.
 //! Room frames are serialized once and shared by every receiver (a
 //! `Utf8Bytes` clone is a reference count). Nothing awaits while a room's
 //! lock is held: queues are fed with `try_send`, and a client whose queue is
@@ -8,7 +9,7 @@
 //! stalling the room.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -26,8 +27,11 @@ use super::relay::Relayed;
 pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
 /// The largest frame a client may send, in bytes; larger ones close with 1009.
 pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// How many frames may wait for a slow client before it is dropped.
-pub(crate) const QUEUE_FRAMES: usize = 1024;
+/// How many bytes of frames may wait for a client before it is dropped as too
+/// slow. Bytes, not frames: a join storm queues thousands of small notices
+/// (2,000 joiners: ~130 KB each) that a healthy client reads in a moment,
+/// while a stuck client is found out after a few large messages.
+pub(crate) const QUEUE_BYTES: usize = 1 << 20;
 
 /// The close code for a frame over [`MAX_FRAME_BYTES`].
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
@@ -79,15 +83,27 @@ impl Members {
 /// A socket in a room: where to send its frames, how to kick it.
 #[derive(Debug, Clone)]
 struct Member {
-    queue: mpsc::Sender<Outgoing>,
-    kick: Arc<Notify>,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    lane: Arc<Lane>,
+}
+
+/// What the room side and the writer share about one socket's queue.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Bytes queued and not yet written.
+    queued: AtomicUsize,
+    kick: Notify,
 }
 
 impl Member {
-    /// Queues a frame; a client that cannot keep up is kicked.
+    /// Queues a frame; a client with more than [`QUEUE_BYTES`] waiting is kicked.
     fn push(&self, frame: Outgoing) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(frame) {
-            self.kick.notify_one();
+        let len = frame.len();
+        if self.lane.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.lane.queued.fetch_sub(len, Ordering::Relaxed);
+            self.lane.kick.notify_one();
+        } else if self.queue.send(frame).is_err() {
+            self.lane.queued.fetch_sub(len, Ordering::Relaxed); // the socket is ending
         }
     }
 }
@@ -96,6 +112,15 @@ impl Member {
 enum Outgoing {
     Text(Utf8Bytes),
     Close(u16, &'static str),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Close(..) => 0,
+        }
+    }
 }
 
 impl Hub {
@@ -154,9 +179,12 @@ impl Hub {
     /// token is no longer valid, then leaves its rooms.
     pub(crate) async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>, mut watch: Watch) {
         let (mut sink, mut stream) = socket.split();
-        let (queue, mut outgoing) = mpsc::channel::<Outgoing>(QUEUE_FRAMES);
+        let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+        let lane = Arc::new(Lane::default());
+        let written = Arc::clone(&lane);
         let writer = tokio::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
+                written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
                 let message = match frame {
                     Outgoing::Text(text) => Message::Text(text),
                     Outgoing::Close(code, reason) => {
@@ -173,11 +201,11 @@ impl Hub {
 
         let mut conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            me: Member { queue, kick: Arc::new(Notify::new()) },
+            me: Member { queue, lane },
             user,
             joined: HashSet::new(),
         };
-        let kick = Arc::clone(&conn.me.kick);
+        let lane = Arc::clone(&conn.me.lane);
         loop {
             tokio::select! {
                 biased;
@@ -185,7 +213,7 @@ impl Hub {
                     conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                     break;
                 }
-                () = kick.notified() => break,
+                () = lane.kick.notified() => break,
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(reason) = conn.handle(&self, &text, watch.reason()) {
