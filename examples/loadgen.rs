@@ -133,6 +133,25 @@ async fn join(socket: &mut Socket, room: &str) -> Result<(), Error> {
     }
 }
 
+/// Opens a socket per token, 64 at a time, each joined to the room.
+async fn open_joined(o: &Options, tokens: impl Iterator<Item = String>) -> Result<Vec<Socket>, Error> {
+    let mut opening = futures_util::stream::iter(tokens)
+        .map(|token| {
+            let (url, room) = (o.url.clone(), o.room.clone());
+            async move {
+                let mut socket = open(&url, &token).await?;
+                join(&mut socket, &room).await?;
+                Ok::<_, Error>(socket)
+            }
+        })
+        .buffer_unordered(64);
+    let mut sockets = Vec::new();
+    while let Some(socket) = opening.next().await {
+        sockets.push(socket?);
+    }
+    Ok(sockets)
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -272,20 +291,8 @@ async fn hold(o: &Options) -> Result<(), Error> {
     let pid = o.pid.ok_or("hold needs --pid of the server")?;
     let before = rss_kib(pid)?;
     let started = Instant::now();
-    let mut sockets = Vec::with_capacity(o.sockets);
-    let mut opening = futures_util::stream::iter(0..o.sockets)
-        .map(|i| {
-            let (url, room, token) = (o.url.clone(), o.room.clone(), o.tokens[i % o.tokens.len()].1.clone());
-            async move {
-                let mut socket = open(&url, &token).await?;
-                join(&mut socket, &room).await?;
-                Ok::<_, Error>(socket)
-            }
-        })
-        .buffer_unordered(64);
-    while let Some(socket) = opening.next().await {
-        sockets.push(socket?);
-    }
+    let tokens = (0..o.sockets).map(|i| o.tokens[i % o.tokens.len()].1.clone());
+    let sockets = open_joined(o, tokens).await?;
     let opened = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await; // let the server settle
     let after = rss_kib(pid)?;
@@ -440,25 +447,12 @@ async fn soak(o: &Options) -> Result<(), Error> {
     let deadline = clock + Duration::from_secs(o.seconds);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Long-lived receivers: socket i uses user i % (users - 1).
-    let mut receivers = Vec::new();
-    let mut slots = Vec::new();
-    for i in 0..o.sockets {
-        let (name, token) = o.tokens[i % (users - 1)].clone();
-        slots.push((name, token));
-    }
-    let mut opening = futures_util::stream::iter(slots.clone())
-        .map(|(_, token)| {
-            let (url, room) = (o.url.clone(), o.room.clone());
-            async move {
-                let mut socket = open(&url, &token).await?;
-                join(&mut socket, &room).await?;
-                Ok::<_, Error>(socket)
-            }
-        })
-        .buffer_unordered(64);
-    while let Some(socket) = opening.next().await {
-        receivers.push(tokio::spawn(receive(socket?, sender_name.clone(), stopped.clone())));
-    }
+    let tokens = (0..o.sockets).map(|i| o.tokens[i % (users - 1)].1.clone());
+    let receivers: Vec<_> = open_joined(o, tokens)
+        .await?
+        .into_iter()
+        .map(|socket| tokio::spawn(receive(socket, sender_name.clone(), stopped.clone())))
+        .collect();
     eprintln!("soak: {} sockets open after {:.1?}", receivers.len(), clock.elapsed());
     let mut sender = open(&o.url, &sender_token).await?;
     join(&mut sender, &o.room).await?;

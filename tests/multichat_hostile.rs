@@ -3,16 +3,17 @@
 //! requests. No 5xx, no panic, and the heap back to its level afterwards. Its
 //! own test binary with one test, so that the heap count is this test's alone.
 
-// The counting allocator below must implement `GlobalAlloc`, an unsafe trait.
+// The counting allocator (tests/common/counting_alloc.rs) implements `GlobalAlloc`, an unsafe trait.
 #![allow(unsafe_code)]
+
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[allow(dead_code)]
 #[path = "../examples/multichat/main.rs"]
 mod multichat;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use multichat::api::{App, router, serve};
@@ -20,29 +21,6 @@ use multichat::db::{Db, hash_password};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_token_auth::{OriginPolicy, Token};
-
-struct Counting;
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call defers to `System` with the caller's arguments; the
-// counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Sends a raw request head and returns the status the server answered, or
 /// None if it closed without answering.
@@ -96,7 +74,7 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     cache.invalidate_all();
     cache.run_pending_tasks().await;
-    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let before = counting_alloc::live_bytes();
 
     // Over the limits (in a block: the test's own big strings are freed before the count).
     {
@@ -174,7 +152,7 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cache.invalidate_all();
         cache.run_pending_tasks().await;
-        grown = LIVE_BYTES.load(Ordering::SeqCst) - before;
+        grown = counting_alloc::live_bytes() - before;
         if grown < 256 * 1024 {
             break;
         }

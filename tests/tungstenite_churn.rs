@@ -2,17 +2,18 @@
 //! task and no heap memory behind. Its own test binary, so that no other test
 //! allocates while the heap is measured.
 
-// The counting allocator below must implement `GlobalAlloc`, an unsafe trait.
+// The counting allocator (tests/common/counting_alloc.rs) implements `GlobalAlloc`, an unsafe trait.
 #![allow(unsafe_code)]
+
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/tungstenite_server.rs"]
 mod tungstenite_server;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{connect, next_text};
@@ -20,31 +21,6 @@ use futures_util::StreamExt;
 use http::StatusCode;
 use tokio::net::TcpListener;
 use ws_token_auth::{MemoryTokenStore, TokenAuthLayer};
-
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call defers to `System` with the caller's arguments; the
-// counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 #[tokio::test]
 async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {
@@ -76,12 +52,12 @@ async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {
         cycle().await; // warm-up: lazily grown pools and tables
     }
     let tasks_before = settle(1).await; // the accept loop
-    let live_before = LIVE_BYTES.load(Ordering::SeqCst);
+    let live_before = counting_alloc::live_bytes();
     for _ in 0..1000 {
         cycle().await;
     }
     let tasks_after = settle(tasks_before).await;
-    let live_after = LIVE_BYTES.load(Ordering::SeqCst);
+    let live_after = counting_alloc::live_bytes();
     assert_eq!(tasks_after, tasks_before, "connection tasks left running");
     let grown = live_after - live_before;
     eprintln!("live heap: {live_before} -> {live_after} bytes ({grown:+})");
