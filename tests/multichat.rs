@@ -381,6 +381,27 @@ async fn http_api(backend: Backend) {
     assert_eq!(server.status(&[("cookie", &format!("key={new_token}"))]).await, StatusCode::UNAUTHORIZED);
     assert_eq!(server.status(&[("cookie", &format!("key={token}"))]).await, StatusCode::SWITCHING_PROTOCOLS);
 
+    // No response but the login's carries a token: not the errors, not the API.
+    let cookie = format!("key={token}");
+    let mut responses = Vec::new();
+    for (method, path, headers) in [
+        ("GET", "/api/rooms", vec![("cookie", cookie.as_str())]),
+        ("GET", "/api/me", vec![("cookie", cookie.as_str())]),
+        ("GET", "/chat/stream/", vec![("cookie", cookie.as_str())]),
+        ("GET", "/api/rooms", vec![("cookie", "key=x; key=y")]),
+        ("GET", "/api/rooms", vec![("cookie", cookie.as_str()), ("origin", "https://evil.example")]),
+        ("GET", "/api/rooms", vec![("authorization", "Token 0123456789abcdef")]),
+        ("POST", "/api/logout", vec![("cookie", cookie.as_str())]),
+        ("GET", "/api/rooms", vec![("cookie", cookie.as_str())]),
+    ] {
+        let (status, head, body) = server.http(method, path, &headers, "").await;
+        responses.push(format!("{status} {head}\n{body}"));
+    }
+    let all = responses.join("\n");
+    for secret in [&token, &new_token, &boss_token] {
+        assert!(!all.contains(&secret[..16]), "a response carries a token:\n{all}");
+    }
+
     // The page is served to anyone.
     let (status, _, page) = server.http("GET", "/", &[], "").await;
     assert_eq!(status, 200);
