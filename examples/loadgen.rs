@@ -212,7 +212,8 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     if o.tokens.len() < o.receivers + 1 {
         return Err(format!("fanout needs {} tokens", o.receivers + 1).into());
     }
-    let (sender_name, sender_token) = o.tokens[o.receivers].clone();
+    let sender_token = o.tokens[o.receivers].1.clone();
+    let marker = format!("fanout-{}", std::process::id());
     let mut receivers = Vec::new();
     for (_, token) in &o.tokens[..o.receivers] {
         let mut socket = open(&o.url, token).await?;
@@ -226,7 +227,7 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     let tasks: Vec<_> = receivers
         .into_iter()
         .map(|mut socket| {
-            let sender_name = sender_name.clone();
+            let marker = marker.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(expected);
                 let mut last = Duration::ZERO;
@@ -234,9 +235,10 @@ async fn fanout(o: &Options) -> Result<(), Error> {
                     let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(10), recv(&mut socket)).await else {
                         break;
                     };
-                    if frame["msg_type"] == 0 && frame["username"] == sender_name.as_str() {
-                        let sent: u64 =
-                            frame["message"].as_str().and_then(|m| m.split(' ').next()?.parse().ok()).unwrap_or(0);
+                    // This run's messages carry its marker (a no-auth server names users its own way).
+                    let message = frame["message"].as_str().unwrap_or_default();
+                    if frame["msg_type"] == 0 && message.contains(&marker) {
+                        let sent: u64 = message.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0);
                         let now = clock.elapsed();
                         latencies.push(now.saturating_sub(Duration::from_micros(sent)));
                         last = now;
@@ -251,7 +253,7 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
     let first_send = clock.elapsed();
     for i in 0..o.messages {
-        let message = format!("{} message {i}", clock.elapsed().as_micros());
+        let message = format!("{} {marker} {i}", clock.elapsed().as_micros());
         sink.send(Message::Text(json!({"command": "send", "room": o.room, "message": message}).to_string().into()))
             .await?;
     }
