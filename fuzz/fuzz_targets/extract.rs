@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     for line in lines.take(128) {
         let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(&line[colon + 1..])) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(&line[colon + 1..]))
+        {
             headers.append(name, value);
         }
     }
