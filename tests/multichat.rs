@@ -659,4 +659,11 @@ fn command_line() {
         Command::Serve { insecure_no_auth: true, .. }
     ));
     assert!(matches!(parse(&args("serve")).unwrap().1, Command::Serve { insecure_no_auth: false, .. }));
+    let Command::Serve { allowed_origins, redis_url, .. } =
+        parse(&args("serve --allowed-origin http://a:1 --redis-url redis://r --allowed-origin https://b")).unwrap().1
+    else {
+        panic!("not serve")
+    };
+    assert_eq!(allowed_origins, ["http://a:1", "https://b"]);
+    assert_eq!(redis_url.as_deref(), Some("redis://r"));
 }
