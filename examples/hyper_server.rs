@@ -10,7 +10,6 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
@@ -25,10 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tower::ServiceBuilder;
-use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
-
-/// The store the example runs on: users are plain names.
-pub(crate) type Store = MemoryTokenStore<String>;
+use ws_token_auth::{AuthenticatedUser, TokenAuthLayer, TokenStore};
 
 /// Serves connections on `listener` with `layer` in front of the upgrade
 /// handler, until dropped.
@@ -83,12 +79,7 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
 #[allow(dead_code)] // the integration test includes this file and calls `serve` itself
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = common::bind_address(std::env::args())?;
-    let store = Arc::new(Store::new());
-    let token = store.issue("alice".to_owned());
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!("listening on ws://{}/ws", listener.local_addr()?);
-    println!("token for alice: {}", token.expose_secret());
+    let (store, listener) = common::demo().await?;
     serve(listener, TokenAuthLayer::from_shared(store)).await;
     Ok(())
 }

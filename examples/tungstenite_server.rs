@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use ws_token_auth::tungstenite::Acceptor;
-use ws_token_auth::{Authenticator, MemoryTokenStore, TokenAuthLayer, TokenStore};
-
-/// The store the example runs on: users are plain names.
-pub(crate) type Store = MemoryTokenStore<String>;
+use ws_token_auth::{Authenticator, TokenAuthLayer, TokenStore};
 
 /// Accepts connections on `listener`, each in its own task, until dropped.
 pub(crate) async fn serve<St: TokenStore<User = String>>(listener: TcpListener, auth: Authenticator<St>) {
@@ -40,12 +37,7 @@ pub(crate) async fn serve<St: TokenStore<User = String>>(listener: TcpListener, 
 #[allow(dead_code)] // the integration test includes this file and calls `serve` itself
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = common::bind_address(std::env::args())?;
-    let store = Arc::new(Store::new());
-    let token = store.issue("alice".to_owned());
-    let listener = TcpListener::bind(addr).await?;
-    eprintln!("listening on ws://{}/ws", listener.local_addr()?);
-    println!("token for alice: {}", token.expose_secret());
+    let (store, listener) = common::demo().await?;
     serve(listener, TokenAuthLayer::from_shared(store).authenticator().clone()).await;
     Ok(())
 }
