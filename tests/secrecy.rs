@@ -132,3 +132,22 @@ fn no_outcome_leaks_the_token() {
     assert_absent(&outputs, a, "the outputs");
     assert_absent(&outputs, u, "the outputs");
 }
+
+#[test]
+fn panic_messages_that_show_these_values_do_not_leak_the_token() {
+    let token = Token::generate();
+    let secret = token.expose_secret().to_owned();
+    let user = ws_token_auth::AuthenticatedUser::new(
+        User::named(1, "alice"),
+        token.clone(),
+        ws_token_auth::extract::CredentialKind::Cookie,
+        None,
+    );
+    let identity = ws_token_auth::Identity::User(user.clone());
+    // What an `expect` or `unwrap` on these values would print.
+    let payload =
+        std::panic::catch_unwind(|| panic!("{token:?} {user:?} {identity:?} {:?}", Some(&token))).unwrap_err();
+    let message = payload.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains(&token.id().to_string()), "the panic shows the fingerprint: {message}");
+    assert_absent(&message, &secret, "a panic message");
+}
