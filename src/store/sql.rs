@@ -67,6 +67,19 @@ impl From<PgPool> for SqlPool {
     }
 }
 
+/// Runs `$body` with `$p` bound to whichever pool `$pool` holds: the same
+/// query text serves both databases (`$1` placeholders work in each).
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            #[cfg(feature = "sqlite")]
+            SqlPool::Sqlite($p) => $body,
+            #[cfg(feature = "postgres")]
+            SqlPool::Postgres($p) => $body,
+        }
+    };
+}
+
 /// A user type the store can read from a row of the users table: derive
 /// `sqlx::FromRow` on it. Implemented for every such type.
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
@@ -257,18 +270,10 @@ impl<U: SqlUser> SqlTokenStore<U> {
             self.tokens
         );
         let (id, digest, created) = (token.id().to_string(), token.digest().to_vec(), unix_millis(now));
-        match &self.pool {
-            #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite(pool) => {
-                let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
-                query.execute(pool).await.map_err(store_error)?;
-            }
-            #[cfg(feature = "postgres")]
-            SqlPool::Postgres(pool) => {
-                let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
-                query.execute(pool).await.map_err(store_error)?;
-            }
-        }
+        on_pool!(&self.pool, pool => {
+            let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
+            query.execute(pool).await.map_err(store_error)?;
+        });
         Ok(token)
     }
 
@@ -279,16 +284,9 @@ impl<U: SqlUser> SqlTokenStore<U> {
     pub async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE token_id = $1 AND digest = $2", self.tokens);
         let (id, digest) = (token.id().to_string(), token.digest().to_vec());
-        let deleted = match &self.pool {
-            #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite(pool) => {
-                sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
-            }
-            #[cfg(feature = "postgres")]
-            SqlPool::Postgres(pool) => {
-                sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
-            }
-        };
+        let deleted = on_pool!(&self.pool, pool => {
+            sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
+        });
         Ok(deleted > 0)
     }
 
@@ -311,16 +309,9 @@ impl<U: SqlUser> SqlTokenStore<U> {
     }
 
     async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
-        Ok(match &self.pool {
-            #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite(pool) => {
-                sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
-            }
-            #[cfg(feature = "postgres")]
-            SqlPool::Postgres(pool) => {
-                sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
-            }
-        })
+        Ok(on_pool!(&self.pool, pool => {
+            sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
+        }))
     }
 }
 
@@ -330,18 +321,10 @@ impl<U: SqlUser> TokenStore for SqlTokenStore<U> {
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         let id = token.id().to_string();
-        let found = match &self.pool {
-            #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite(pool) => {
-                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
-                pick::<U, SqliteRow>(&rows, token)?
-            }
-            #[cfg(feature = "postgres")]
-            SqlPool::Postgres(pool) => {
-                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
-                pick::<U, PgRow>(&rows, token)?
-            }
-        };
+        let found = on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
+            pick::<U, _>(&rows, token)?
+        });
         Ok(found.filter(|found| !found.is_expired_at(SystemTime::now())))
     }
 }
