@@ -11,10 +11,8 @@ use axum::extract::Extension;
 use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use common::{Headers, User, connect, failing, next_text};
-use futures_util::SinkExt;
+use common::{Headers, User, assert_greets_and_echoes, connect, failing, next_text};
 use http::StatusCode;
-use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn ws(Extension(user): Extension<AuthenticatedUser<User>>, upgrade: WebSocketUpgrade) -> Response {
@@ -46,14 +44,7 @@ async fn android_style_cookie_without_origin_is_upgraded_and_the_handler_sees_th
     let store = Arc::new(MemoryTokenStore::new());
     let token = store.issue(User::named(1, "alice"));
     let addr = serve(TokenAuthLayer::from_shared(store)).await;
-
-    let cookie = format!("key={}", token.expose_secret());
-    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
-    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
-    let mut socket = socket.unwrap();
-    assert_eq!(next_text(&mut socket).await, "hello alice");
-    socket.send(Message::Text("ping".into())).await.unwrap();
-    assert_eq!(next_text(&mut socket).await, "ping");
+    assert_greets_and_echoes(addr, &token, "alice").await;
 }
 
 #[tokio::test]

@@ -9,10 +9,8 @@ mod hyper_server;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{connect, connect_full, failing, next_text};
-use futures_util::SinkExt;
+use common::{assert_greets_and_echoes, connect, connect_full, failing};
 use http::{StatusCode, header};
-use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> SocketAddr {
@@ -27,14 +25,8 @@ async fn hyper_server_authenticates_the_upgrade() {
     let store = Arc::new(MemoryTokenStore::new());
     let token = store.issue("alice".to_owned());
     let addr = start(TokenAuthLayer::from_shared(store)).await;
+    assert_greets_and_echoes(addr, &token, "alice").await;
     let cookie = format!("key={}", token.expose_secret());
-
-    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
-    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
-    let mut socket = socket.unwrap();
-    assert_eq!(next_text(&mut socket).await, "hello alice");
-    socket.send(Message::Text("echo me".into())).await.unwrap();
-    assert_eq!(next_text(&mut socket).await, "echo me");
 
     let (status, headers, _) = connect_full(addr, &[("cookie", "key=0123456789abcdef")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -11,14 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{connect, connect_full, failing, next_text};
-use futures_util::SinkExt;
+use common::{assert_greets_and_echoes, connect, connect_full, failing, next_text};
 use http::{StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use ws_token_auth::extract::TokenSource;
 use ws_token_auth::tungstenite::{Accepted, Acceptor, HandshakeError};
@@ -108,13 +106,7 @@ async fn assert_closed(stream: &mut TcpStream, within: Duration) {
 async fn example_server_greets_an_authenticated_client_and_echoes() {
     let (store, token) = alice();
     let addr = start(TokenAuthLayer::from_shared(store)).await;
-    let cookie = format!("key={}", token.expose_secret());
-    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
-    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
-    let mut socket = socket.unwrap();
-    assert_eq!(next_text(&mut socket).await, "hello alice");
-    socket.send(Message::Text("echo me".into())).await.unwrap();
-    assert_eq!(next_text(&mut socket).await, "echo me");
+    assert_greets_and_echoes(addr, &token, "alice").await;
 }
 
 #[tokio::test]

@@ -174,3 +174,17 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// What every adapter example promises: a socket opened on `addr` with the
+/// cookie `key=<token>` and no Origin is upgraded, greeted `hello <name>`,
+/// and echoed.
+pub async fn assert_greets_and_echoes(addr: SocketAddr, token: &Token, name: &str) {
+    use futures_util::SinkExt;
+    let cookie = format!("key={}", token.expose_secret());
+    let (status, socket) = connect(addr, &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    let mut socket = socket.unwrap();
+    assert_eq!(next_text(&mut socket).await, format!("hello {name}"));
+    socket.send(Message::Text("echo me".into())).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "echo me");
+}
