@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use ws_token_auth::extract::Extractor;
-use ws_token_auth::{MemoryTokenStore, Token, TokenAuthLayer};
+use ws_token_auth::{Authenticated, Authenticator, MemoryTokenStore, Token};
 
 fn request(cookie: &HeaderValue) -> Request<()> {
     let mut req = Request::get("/chat/stream/").body(()).expect("static request");
@@ -37,16 +37,17 @@ fn cookie_for(token: &str) -> HeaderValue {
 fn layer_overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     let store = Arc::new(MemoryTokenStore::new());
-    for user in 0..10_000u32 {
-        store.issue(user);
+    for user in 0..10_000u64 {
+        store.insert(&Token::generate(), Authenticated::new(user));
     }
-    let token = store.issue(42);
+    let token = Token::generate();
+    store.insert(&token, Authenticated::new(42));
     let hit = cookie_for(token.expose_secret());
     let unknown = cookie_for(Token::generate().expose_secret());
     let malformed = HeaderValue::from_static("key=a; key=b");
 
-    let bare = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    let authed = TokenAuthLayer::from_shared(store).layer(bare);
+    let bare = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let authed = Authenticator::from_shared(store).layer().layer(bare);
 
     let mut group = c.benchmark_group("layer");
     group.bench_function("bare_service", |b| {

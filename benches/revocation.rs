@@ -45,7 +45,7 @@ async fn logout(addr: &str, token: &str) {
 async fn measure(db: &Db, user: i64, socket_node: &str, logout_node: &str, rounds: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let token = db.tokens.issue(user, None).await.unwrap();
+        let token = db.issue_token(user, None).await.unwrap();
         let mut req = format!("ws://{socket_node}/chat/stream/").into_client_request().unwrap();
         req.headers_mut().insert("cookie", format!("key={}", token.expose_secret()).parse().unwrap());
         let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();

@@ -23,7 +23,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use axum::routing::get;
 use sqlx::PgPool;
-use ws_token_auth::{Authenticated, AuthenticatedUser, StoreError, Token, TokenAuthLayer, TokenStore};
+use ws_token_auth::{Authenticated, AuthenticatedUser, Authenticator, StoreError, Token, TokenStore, TokenUser};
 
 /// A Django user, as the WebSocket handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,13 @@ pub(crate) struct DjangoUser {
     pub(crate) id: i64,
     pub(crate) username: String,
     pub(crate) is_staff: bool,
+}
+
+impl TokenUser for DjangoUser {
+    type Id = i64;
+    fn id(&self) -> i64 {
+        self.id
+    }
 }
 
 /// DRF's tokens, read from the Django app's database.
@@ -58,7 +65,7 @@ impl TokenStore for DrfTokens {
 
 /// The server: `/ws` greets the Django user, then echoes.
 pub(crate) fn router(store: DrfTokens) -> Router {
-    Router::new().route("/ws", get(ws)).layer(TokenAuthLayer::new(store))
+    Router::new().route("/ws", get(ws)).layer(Authenticator::new(store).layer())
 }
 
 async fn ws(user: AuthenticatedUser<DjangoUser>, upgrade: WebSocketUpgrade) -> Response {

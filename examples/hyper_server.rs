@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tower::ServiceBuilder;
-use ws_token_auth::{AuthenticatedUser, TokenAuthLayer, TokenStore};
+use ws_token_auth::{AuthenticatedUser, Authenticator, TokenAuthLayer, TokenStore};
 
 /// Serves connections on `listener` with `layer` in front of the upgrade
 /// handler, until dropped.
@@ -80,6 +80,6 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (store, listener) = common::demo().await?;
-    serve(listener, TokenAuthLayer::from_shared(store)).await;
+    serve(listener, Authenticator::from_shared(store).layer()).await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use ws_token_auth::tungstenite::Acceptor;
-use ws_token_auth::{Authenticator, TokenAuthLayer, TokenStore};
+use ws_token_auth::{Authenticator, TokenStore};
 
 /// Accepts connections on `listener`, each in its own task, until dropped.
 pub(crate) async fn serve<St: TokenStore<User = String>>(listener: TcpListener, auth: Authenticator<St>) {
@@ -38,6 +38,6 @@ pub(crate) async fn serve<St: TokenStore<User = String>>(listener: TcpListener, 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (store, listener) = common::demo().await?;
-    serve(listener, TokenAuthLayer::from_shared(store).authenticator().clone()).await;
+    serve(listener, Authenticator::from_shared(store)).await;
     Ok(())
 }

@@ -13,34 +13,47 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Uri};
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
 
-use crate::extract::{Credential, CredentialKind, Extractor};
+use crate::extract::{Credential, CredentialKind, Extractor, TokenSource};
 use crate::identity::{Anonymous, AnonymousReason, AuthenticatedUser, Identity};
+use crate::layer::TokenAuthLayer;
 use crate::origin::OriginPolicy;
-use crate::rejection::Rejection;
+use crate::rejection::{DefaultRejection, Rejection, RejectionResponder};
 use crate::store::{Authenticated, StoreError, TokenStore};
 use crate::token::Token;
 
 /// The default bound on one store call.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Decides who a request is. Cheap to clone (one reference count).
+/// Decides who a request is: the one decision that the layer, the axum
+/// extractors and the tokio-tungstenite adapter share, and the one place
+/// their refusals are made ([`refusal`](Self::refusal)). Cheap to clone (one
+/// reference count).
 ///
-/// Get one from [`TokenAuthLayer::authenticator`](crate::TokenAuthLayer::authenticator),
-/// so the layer and any other entry point share one configuration.
+/// Build and configure it on its own, then hand it to the entry points:
+/// `TokenAuthLayer::new(auth.clone())` (or [`layer`](Self::layer)) for
+/// tower, axum and hyper; `tungstenite::Acceptor::new(auth)` for a raw
+/// tokio-tungstenite server.
+///
+/// Defaults: sources `Cookie: key=…`, then `Authorization: Token|Bearer …`;
+/// the [same-host](OriginPolicy::same_host) origin policy for cookies; a user
+/// required (401 without one); 256-byte tokens at most; a 5 s store timeout;
+/// refusals with the status and an empty body. It needs a tokio runtime (for
+/// the store timeout).
 ///
 /// ```
 /// use http::Request;
-/// use ws_token_auth::{Identity, MemoryTokenStore, TokenAuthLayer};
+/// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let store = std::sync::Arc::new(MemoryTokenStore::new());
-/// let token = store.issue("alice".to_string());
-/// let auth = TokenAuthLayer::new(store).authenticator().clone();
+/// let token = store.issue(&"alice".to_string(), None).await.unwrap();
+/// let auth = Authenticator::from_shared(store);
 ///
 /// let req = Request::get("/ws")
 ///     .header("authorization", format!("Token {}", token.expose_secret()))
@@ -51,6 +64,7 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # }
 /// ```
 #[derive(Debug)]
+#[must_use]
 pub struct Authenticator<St> {
     config: Arc<Config<St>>,
 }
@@ -68,7 +82,7 @@ struct Config<St> {
     origin: OriginPolicy,
     optional: bool,
     store_timeout: Duration,
-    challenge: HeaderValue,
+    refusals: Arc<Refusals>,
 }
 
 impl<St> Clone for Config<St> {
@@ -79,14 +93,16 @@ impl<St> Clone for Config<St> {
             origin: self.origin.clone(),
             optional: self.optional,
             store_timeout: self.store_timeout,
-            challenge: self.challenge.clone(),
+            refusals: Arc::clone(&self.refusals),
         }
     }
 }
 
-/// The store's answer, with the token handed back, from a future that owns
-/// what it needs ('static), so the layer's response future can hold it.
-pub(crate) type Lookup<U> = Pin<Box<dyn Future<Output = (Token, Result<Option<Authenticated<U>>, StoreError>)> + Send>>;
+/// The store's answer, with the token handed back and when it was asked,
+/// from a future that owns what it needs ('static), so the layer's response
+/// future can hold it.
+pub(crate) type Lookup<U> =
+    Pin<Box<dyn Future<Output = (Token, Instant, Result<Option<Authenticated<U>>, StoreError>)> + Send>>;
 
 /// What the headers alone decide.
 pub(crate) enum Begin {
@@ -97,9 +113,32 @@ pub(crate) enum Begin {
 }
 
 impl<St: TokenStore> Authenticator<St> {
-    pub(crate) fn new(store: Arc<St>) -> Self {
+    /// An authenticator asking `store`, with the defaults above.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// # let _ = auth;
+    /// ```
+    pub fn new(store: St) -> Self {
+        Self::from_shared(Arc::new(store))
+    }
+
+    /// An authenticator asking a store the app also holds (its
+    /// [`Lifecycle`](crate::Lifecycle), say).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ws_token_auth::{Authenticator, Lifecycle, MemoryTokenStore};
+    ///
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let auth = Authenticator::from_shared(Arc::clone(&store));
+    /// let lifecycle = Lifecycle::new(store);
+    /// # let _ = (auth, lifecycle);
+    /// ```
+    pub fn from_shared(store: Arc<St>) -> Self {
         let extractor = Extractor::default();
-        let challenge = challenge_for(&extractor);
+        let refusals = Arc::new(Refusals { responder: None, challenge: challenge_for(&extractor) });
         Self {
             config: Arc::new(Config {
                 store,
@@ -107,46 +146,188 @@ impl<St: TokenStore> Authenticator<St> {
                 origin: OriginPolicy::default(),
                 optional: false,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
-                challenge,
+                refusals,
             }),
         }
     }
 
-    pub(crate) fn set_extractor(&mut self, extractor: Extractor) {
-        let config = Arc::make_mut(&mut self.config);
-        config.challenge = challenge_for(&extractor);
+    fn config(&mut self) -> &mut Config<St> {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets where to look for the token, in order; the first source that holds
+    /// one wins. The 401 challenge follows: the first `Authorization` scheme
+    /// listed, else `Token`.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, extract::TokenSource};
+    ///
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new())
+    ///     .sources([TokenSource::cookie("sessionid"), TokenSource::subprotocol("token.")]);
+    /// # let _ = auth;
+    /// ```
+    pub fn sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        let max = self.config.extractor.max_len();
+        self.set_extractor(Extractor::new(sources).max_token_len(max));
+        self
+    }
+
+    /// Sets the longest token accepted, in bytes (default 256); a longer one
+    /// is answered 400 without asking the store.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).max_token_len(64);
+    /// # let _ = auth;
+    /// ```
+    pub fn max_token_len(mut self, max: usize) -> Self {
+        let extractor = self.config.extractor.clone().max_token_len(max);
+        self.set_extractor(extractor);
+        self
+    }
+
+    fn set_extractor(&mut self, extractor: Extractor) {
+        let responder = self.config.refusals.responder.clone();
+        let config = self.config();
+        config.refusals = Arc::new(Refusals { responder, challenge: challenge_for(&extractor) });
         config.extractor = extractor;
     }
 
-    pub(crate) fn set_origin_policy(&mut self, origin: OriginPolicy) {
-        Arc::make_mut(&mut self.config).origin = origin;
+    /// Sets which `Origin`s may present a cookie credential.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore, OriginPolicy};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new())
+    ///     .origin_policy(OriginPolicy::same_host().allow("https://app.example.com").unwrap());
+    /// # let _ = auth;
+    /// ```
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.config().origin = policy;
+        self
     }
 
-    pub(crate) fn set_optional(&mut self, optional: bool) {
-        Arc::make_mut(&mut self.config).optional = optional;
+    /// Lets requests without a valid token through as [`Anonymous`]
+    /// instead of answering 401. Malformed credentials (400), refused origins
+    /// (403) and store failures (503) are still refused.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).optional();
+    /// # let _ = auth;
+    /// ```
+    pub fn optional(mut self) -> Self {
+        self.config().optional = true;
+        self
     }
 
-    pub(crate) fn set_store_timeout(&mut self, timeout: Duration) {
-        Arc::make_mut(&mut self.config).store_timeout = timeout;
+    /// Requires a user: a request without a valid token is answered 401 (the default).
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).require_user();
+    /// # let _ = auth;
+    /// ```
+    pub fn require_user(mut self) -> Self {
+        self.config().optional = false;
+        self
+    }
+
+    /// Sets how long one store call may take before the request is answered
+    /// 503 (default 5 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).store_timeout(Duration::from_millis(500));
+    /// # let _ = auth;
+    /// ```
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.config().store_timeout = timeout;
+        self
+    }
+
+    /// Sets how refusals are answered, by the layer, the extractors and the
+    /// tungstenite adapter alike; see [`RejectionResponder`]. A 401 without a
+    /// `WWW-Authenticate` header gets the configured challenge.
+    ///
+    /// ```
+    /// use http::{Response, header};
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, Rejection};
+    ///
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).on_rejection(|rejection: &Rejection| {
+    ///     Response::builder()
+    ///         .status(rejection.status())
+    ///         .header(header::CONTENT_TYPE, "application/json")
+    ///         .body(format!("{{\"error\": \"{}\"}}", rejection.kind().as_str()))
+    ///         .unwrap()
+    /// });
+    /// # let _ = auth;
+    /// ```
+    pub fn on_rejection(mut self, responder: impl RejectionResponder) -> Self {
+        let challenge = self.config.refusals.challenge.clone();
+        self.config().refusals = Arc::new(Refusals { responder: Some(Arc::new(responder)), challenge });
+        self
+    }
+
+    /// A tower layer that authenticates with this authenticator: the same as
+    /// `TokenAuthLayer::new(self.clone())`.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore};
+    ///
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// let app: Router = Router::new().route("/ws", get(|| async { "hi" })).layer(auth.layer());
+    /// # let _ = app;
+    /// ```
+    pub fn layer(&self) -> TokenAuthLayer<St> {
+        TokenAuthLayer::new(self.clone())
     }
 
     /// The store.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// assert!(auth.store().is_empty());
+    /// ```
     #[must_use]
     pub fn store(&self) -> &Arc<St> {
         &self.config.store
     }
 
     /// The extractor, for servers that need to read the credential themselves.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// assert_eq!(auth.extractor().max_len(), 256);
+    /// ```
     #[must_use]
     pub fn extractor(&self) -> &Extractor {
         &self.config.extractor
     }
 
-    /// The `WWW-Authenticate` value sent with a 401: the first configured
-    /// `Authorization` scheme, else `Token`.
-    #[must_use]
-    pub fn challenge(&self) -> &HeaderValue {
-        &self.config.challenge
+    /// The response that refuses a request for `rejection`: the configured
+    /// responder's (or the status with an empty body), with the
+    /// `WWW-Authenticate` challenge on a 401 and the [`RejectionKind`](crate::RejectionKind) in its
+    /// extensions. The layer, the extractors and the tungstenite adapter all
+    /// answer with it.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, Rejection};
+    ///
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// let response = auth.refusal(&Rejection::InvalidToken);
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["www-authenticate"], "Token");
+    /// ```
+    pub fn refusal(&self, rejection: &Rejection) -> Response<String> {
+        self.config.refusals.respond(rejection)
+    }
+
+    pub(crate) fn refusals(&self) -> &Arc<Refusals> {
+        &self.config.refusals
     }
 
     /// Decides who made a request with these headers and this URI.
@@ -158,8 +339,8 @@ impl<St: TokenStore> Authenticator<St> {
             Begin::Anonymous(anonymous) => Ok(Identity::Anonymous(anonymous)),
             Begin::Lookup(credential) => {
                 let kind = credential.kind();
-                let (token, answer) = self.lookup(credential.into_token()).await;
-                self.finish(kind, token, answer)
+                let (token, asked_at, answer) = self.lookup(credential.into_token()).await;
+                self.finish(kind, token, asked_at, answer)
             }
         }
     }
@@ -201,11 +382,12 @@ impl<St: TokenStore> Authenticator<St> {
     pub(crate) fn lookup(&self, token: Token) -> Lookup<St::User> {
         let config = Arc::clone(&self.config);
         Box::pin(async move {
+            let asked_at = Instant::now();
             let answer = match tokio::time::timeout(config.store_timeout, config.store.authenticate(&token)).await {
                 Ok(answer) => answer,
                 Err(_elapsed) => Err(StoreError::Timeout),
             };
-            (token, answer)
+            (token, asked_at, answer)
         })
     }
 
@@ -214,13 +396,15 @@ impl<St: TokenStore> Authenticator<St> {
         &self,
         kind: CredentialKind,
         token: Token,
+        asked_at: Instant,
         answer: Result<Option<Authenticated<St::User>>, StoreError>,
     ) -> Result<Identity<St::User>, Rejection> {
         let token_id = token.id();
         match answer {
             Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
                 tracing::debug!(target: "ws_token_auth", outcome = "authenticated", %token_id, credential = %kind);
-                Ok(Identity::User(AuthenticatedUser::new(found.user, token, kind, found.expires_at)))
+                let user = AuthenticatedUser::new(found.user, token, kind, found.expires_at).asked_at(asked_at);
+                Ok(Identity::User(user))
             }
             Ok(_) if self.config.optional => {
                 tracing::debug!(target: "ws_token_auth", outcome = "anonymous", reason = "invalid_token", %token_id);
@@ -253,8 +437,38 @@ fn challenge_for(extractor: &Extractor) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("Token"))
 }
 
+/// Builds refusals; shared by an authenticator's clones, and handed to the
+/// extractors through the request's extensions.
+pub(crate) struct Refusals {
+    responder: Option<Arc<dyn RejectionResponder>>,
+    challenge: HeaderValue,
+}
+
+impl std::fmt::Debug for Refusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refusals")
+            .field("custom_responder", &self.responder.is_some())
+            .field("challenge", &self.challenge)
+            .finish()
+    }
+}
+
+impl Refusals {
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<String> {
+        let mut response = match &self.responder {
+            Some(responder) => responder.respond(rejection),
+            None => DefaultRejection.respond(rejection),
+        };
+        if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(WWW_AUTHENTICATE) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, self.challenge.clone());
+        }
+        response.extensions_mut().insert(rejection.kind());
+        response
+    }
+}
+
 /// Displays an error and its sources, `a: b: c`.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

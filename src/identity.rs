@@ -3,7 +3,7 @@
 //!
 //! Every request that reaches the inner service carries an [`Identity`]; an
 //! authenticated one also carries its [`AuthenticatedUser`], an anonymous one
-//! (in [`optional`](crate::TokenAuthLayer::optional) mode) its [`Anonymous`].
+//! (in [`optional`](crate::Authenticator::optional) mode) its [`Anonymous`].
 //!
 //! ```
 //! use http::Request;
@@ -19,8 +19,9 @@
 //! # let _ = greet::<()>;
 //! ```
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
+use crate::authenticator::Refusals;
 use crate::extract::CredentialKind;
 use crate::token::{Token, TokenId};
 
@@ -37,28 +38,75 @@ pub struct AuthenticatedUser<U> {
     pub expires_at: Option<SystemTime>,
     token: Token,
     kind: CredentialKind,
+    authenticated_at: Instant,
 }
 
 impl<U> AuthenticatedUser<U> {
     /// An authenticated user, for servers that authenticate a request
-    /// themselves and for tests.
+    /// themselves and for tests; authenticated now.
+    ///
+    /// ```
+    /// use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    ///
+    /// let user = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// assert_eq!(user.user, "alice");
+    /// ```
     pub fn new(user: U, token: Token, kind: CredentialKind, expires_at: Option<SystemTime>) -> Self {
-        Self { user, expires_at, token, kind }
+        Self { user, expires_at, token, kind, authenticated_at: Instant::now() }
+    }
+
+    /// Sets when authentication began (when the store was asked).
+    pub(crate) fn asked_at(mut self, at: Instant) -> Self {
+        self.authenticated_at = at;
+        self
+    }
+
+    /// When the store was asked about this token: a revocation of the user
+    /// after this instant closes the socket even if it registers later.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// let user = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// assert!(user.authenticated_at() <= std::time::Instant::now());
+    /// ```
+    #[must_use]
+    pub fn authenticated_at(&self) -> Instant {
+        self.authenticated_at
     }
 
     /// The token the request presented.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// let token = Token::generate();
+    /// let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
+    /// assert_eq!(user.token(), &token);
+    /// ```
     #[must_use]
     pub fn token(&self) -> &Token {
         &self.token
     }
 
     /// The token's public fingerprint, safe to log.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// let token = Token::generate();
+    /// let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
+    /// assert_eq!(user.token_id(), token.id());
+    /// ```
     #[must_use]
     pub fn token_id(&self) -> TokenId {
         self.token.id()
     }
 
     /// Where the token was found.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// let user = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// assert_eq!(user.credential_kind(), CredentialKind::Cookie);
+    /// ```
     #[must_use]
     pub fn credential_kind(&self) -> CredentialKind {
         self.kind
@@ -66,7 +114,7 @@ impl<U> AuthenticatedUser<U> {
 }
 
 /// A request the layer let through without a user, in
-/// [`optional`](crate::TokenAuthLayer::optional) mode.
+/// [`optional`](crate::Authenticator::optional) mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Anonymous {
     reason: AnonymousReason,
@@ -102,7 +150,7 @@ pub enum AnonymousReason {
 pub enum Identity<U> {
     /// Authenticated by a valid token.
     User(AuthenticatedUser<U>),
-    /// No valid token, in [`optional`](crate::TokenAuthLayer::optional) mode.
+    /// No valid token, in [`optional`](crate::Authenticator::optional) mode.
     Anonymous(Anonymous),
 }
 
@@ -125,8 +173,9 @@ impl<U> Identity<U> {
 
 impl<U: Clone + Send + Sync + 'static> Identity<U> {
     /// Puts the identity into `extensions`: always the [`Identity`], and also
-    /// the [`AuthenticatedUser`] or the [`Anonymous`] it holds.
-    pub(crate) fn insert_into(self, extensions: &mut http::Extensions) {
+    /// the [`AuthenticatedUser`] or the [`Anonymous`] it holds, and the
+    /// marker that carries the authenticator's refusals for extractors.
+    pub(crate) fn insert_into(self, extensions: &mut http::Extensions, refusals: std::sync::Arc<Refusals>) {
         match &self {
             Self::User(user) => {
                 extensions.insert(user.clone());
@@ -135,12 +184,14 @@ impl<U: Clone + Send + Sync + 'static> Identity<U> {
                 extensions.insert(*anonymous);
             }
         }
-        extensions.insert(IdentityMarker);
+        extensions.insert(IdentityMarker(refusals));
         extensions.insert(self);
     }
 }
 
 /// Says that the layer ran, whatever the user type: lets extractors that do
-/// not know `U` tell "authenticated" from "no layer".
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IdentityMarker;
+/// not know `U` tell "authenticated" from "no layer", and refuse the way the
+/// layer's authenticator does.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) struct IdentityMarker(pub(crate) std::sync::Arc<Refusals>);

@@ -1,25 +1,29 @@
 //! After the upgrade: [`Revocations`] closes the sockets of a token that was
-//! revoked or expired, or that the store no longer accepts.
+//! revoked or expired, or of a user who was revoked or locked out.
 //!
 //! Django Channels checks the token once, at connect; a socket then lives on
 //! after logout, a password change or a deleted token. Here the upgrade handler
 //! registers each socket and gets a [`Watch`]: a future that resolves with a
 //! [`CloseReason`] when
 //!
-//! - the app calls [`Revocations::revoke_token`] (logout) or
-//!   [`Revocations::revoke_user`] (deactivation, password change, "log out
-//!   everywhere"),
+//! - the token is revoked or its user revoked or locked out, through the app's
+//!   [`Lifecycle`](crate::Lifecycle), on this node or another,
 //! - the token's expiry passes, or
-//! - periodic revalidation with the store ([`Revocations::revalidate`]) finds
-//!   the token no longer valid.
+//! - revalidation with the store ([`Lifecycle::revalidate_every`](crate::Lifecycle::revalidate_every))
+//!   finds the token no longer valid.
 //!
 //! The handler then closes the socket with [`CloseReason::code`] (4401 for a
 //! revoked or expired token, 4403 for lost access). Dropping the `Watch`, as a
 //! handler does when its socket ends, removes the registration.
 //!
+//! A revocation wins against every handshake in flight: the registry
+//! remembers what it closed for a while ([`Revocations::remember_for`],
+//! default 2 minutes), and a socket that registers afterwards is closed at
+//! once if its token was revoked, or if its user was revoked or locked out
+//! after its handshake began to authenticate.
+//!
 //! ```
-//! use std::sync::Arc;
-//! use ws_token_auth::live::{CloseReason, Revocations};
+//! use ws_token_auth::live::{AccessEvent, CloseReason, Revocations};
 //! use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -27,53 +31,67 @@
 //! let revocations = Revocations::new();
 //! let token = Token::generate();
 //! let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
-//! let watch = revocations.watch(&user, "alice");
+//! let watch = revocations.watch(&user);
 //!
-//! // Later, on logout:
-//! assert_eq!(revocations.revoke_token(token.id()), 1);
+//! // Later, on logout (the Lifecycle does this, on every node):
+//! assert_eq!(revocations.apply(&AccessEvent::token_revoked(token.id())), 1);
 //! assert_eq!(watch.await, CloseReason::Revoked);
 //! assert!(revocations.is_empty());
+//!
+//! // A socket of that token that registers only now is closed at once.
+//! assert_eq!(revocations.watch(&user).await, CloseReason::Revoked);
 //! # }
 //! ```
-//!
-//! Across nodes, publish revocations so that every node's registry applies
-//! them (feature `redis`: `live::redis::RevocationBus`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
 use crate::identity::AuthenticatedUser;
+use crate::store::TokenUser;
+use crate::token::{Token, TokenId};
 
+mod event;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
-use crate::store::TokenStore;
-use crate::token::{Token, TokenId};
+
+pub use event::{AccessEvent, ParseEventError};
 
 /// The default interval between revalidations with the store.
 pub const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long the registry remembers a revocation by default: longer than any
+/// handshake takes between authentication and registration.
+pub const DEFAULT_REMEMBER_FOR: Duration = Duration::from_secs(120);
 
 /// Why a watched socket must close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The token was revoked (logout, admin revoke, deleted in the store). 4401.
+    /// The token was revoked (logout, admin revoke, deleted in the store), or
+    /// its user's tokens were. 4401.
     Revoked,
     /// The token's expiry passed. 4401.
     Expired,
-    /// The user lost access (deactivated, removed from the app). 4403.
+    /// The user lost access (locked out, deactivated). 4403.
     AccessLost,
 }
 
 impl CloseReason {
     /// The WebSocket close code: 4401 for a revoked or expired token, 4403 for
     /// lost access.
+    ///
+    /// ```
+    /// use ws_token_auth::live::CloseReason;
+    /// assert_eq!(CloseReason::Expired.code(), 4401);
+    /// assert_eq!(CloseReason::AccessLost.code(), 4403);
+    /// ```
     #[must_use]
     pub fn code(self) -> u16 {
         match self {
@@ -83,6 +101,10 @@ impl CloseReason {
     }
 
     /// A short reason for the close frame.
+    ///
+    /// ```
+    /// assert_eq!(ws_token_auth::live::CloseReason::Revoked.as_str(), "token revoked");
+    /// ```
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,17 +117,26 @@ impl CloseReason {
 
 /// The registry of open sockets by token and by user. Cheap to clone (one
 /// reference count); clones share the registry.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_token_auth::live::Revocations;
+///
+/// let revocations = Revocations::new().remember_for(Duration::from_secs(300));
+/// assert!(revocations.is_empty());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Revocations {
-    inner: Arc<Mutex<Registry>>,
+    pub(crate) inner: Arc<Mutex<Registry>>,
 }
 
 #[derive(Debug, Default)]
-struct Registry {
+pub(crate) struct Registry {
     next_id: u64,
     entries: HashMap<u64, Entry>,
     by_token: HashMap<TokenId, HashSet<u64>>,
     by_user: HashMap<String, HashSet<u64>>,
+    memory: Memory,
 }
 
 #[derive(Debug)]
@@ -113,6 +144,82 @@ struct Entry {
     token: Token,
     user: String,
     notify: oneshot::Sender<CloseReason>,
+}
+
+/// What the registry closed lately, so that a socket registering after the
+/// fact is closed too.
+#[derive(Debug, Default)]
+struct Memory {
+    /// `None`: [`DEFAULT_REMEMBER_FOR`].
+    remember_for: Option<Duration>,
+    tokens: HashMap<TokenId, (Instant, CloseReason)>,
+    users: HashMap<String, (Instant, CloseReason)>,
+    /// In the order they were learned, to forget them in that order.
+    order: VecDeque<(Instant, Remembered)>,
+}
+
+#[derive(Debug)]
+enum Remembered {
+    Token(TokenId),
+    User(String),
+}
+
+impl Memory {
+    fn window(&self) -> Duration {
+        self.remember_for.unwrap_or(DEFAULT_REMEMBER_FOR)
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        let window = self.window();
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) <= window {
+                break;
+            }
+            let Some((at, key)) = self.order.pop_front() else { break };
+            // Only if it was not learned again since.
+            match key {
+                Remembered::Token(id) => {
+                    if self.tokens.get(&id).is_some_and(|(t, _)| *t == at) {
+                        self.tokens.remove(&id);
+                    }
+                }
+                Remembered::User(user) => {
+                    if self.users.get(&user).is_some_and(|(t, _)| *t == at) {
+                        self.users.remove(&user);
+                    }
+                }
+            }
+        }
+    }
+
+    fn token(&mut self, id: TokenId, reason: CloseReason) {
+        let now = Instant::now();
+        self.forget_old(now);
+        self.tokens.insert(id, (now, reason));
+        self.order.push_back((now, Remembered::Token(id)));
+    }
+
+    fn user(&mut self, user: &str, reason: CloseReason) {
+        let now = Instant::now();
+        self.forget_old(now);
+        self.users.insert(user.to_owned(), (now, reason));
+        self.order.push_back((now, Remembered::User(user.to_owned())));
+    }
+
+    /// Why a socket of this token and user, authenticated from
+    /// `authenticated_at` on, must close already, if it must.
+    fn verdict(&self, id: TokenId, user: &str, authenticated_at: Instant) -> Option<CloseReason> {
+        let window = self.window();
+        let now = Instant::now();
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) <= window;
+        // A revoked token never comes back; a user may (logged in again, let
+        // back in): only a user revocation learned after the handshake began
+        // to authenticate closes the socket.
+        if let Some((_, reason)) = self.tokens.get(&id).filter(|(at, _)| fresh(at)) {
+            return Some(*reason);
+        }
+        self.users.get(user).filter(|(at, _)| fresh(at) && *at >= authenticated_at).map(|(_, reason)| *reason)
+    }
 }
 
 impl Registry {
@@ -150,76 +257,128 @@ impl Registry {
 
 impl Revocations {
     /// An empty registry.
+    ///
+    /// ```
+    /// assert!(ws_token_auth::live::Revocations::new().is_empty());
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+    /// Sets how long a revocation is remembered for sockets that register
+    /// after it (default [`DEFAULT_REMEMBER_FOR`], 2 minutes). Make it longer
+    /// than the longest time between a handshake's authentication and its
+    /// [`watch`](Self::watch), store timeout included.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let revocations = ws_token_auth::live::Revocations::new().remember_for(Duration::from_secs(30));
+    /// # let _ = revocations;
+    /// ```
+    #[must_use]
+    pub fn remember_for(self, window: Duration) -> Self {
+        self.lock().memory.remember_for = Some(window);
+        self
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // Every critical section leaves the maps consistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a socket of `user`, known to the registry as `user_key` (a
-    /// user id, say: what [`revoke_user`](Self::revoke_user) is called with).
-    /// The returned [`Watch`] resolves when the socket must close; drop it when
-    /// the socket ends.
-    pub fn watch<U>(&self, user: &AuthenticatedUser<U>, user_key: impl Into<String>) -> Watch {
-        self.watch_token(user.token().clone(), user_key, user.expires_at)
-    }
-
-    /// [`watch`](Self::watch) for a token and expiry at hand.
-    pub fn watch_token(&self, token: Token, user_key: impl Into<String>, expires_at: Option<SystemTime>) -> Watch {
-        let (notify, receiver) = oneshot::channel();
-        let user = user_key.into();
-        let mut registry = self.lock();
-        registry.next_id += 1;
-        let id = registry.next_id;
-        registry.by_token.entry(token.id()).or_default().insert(id);
-        registry.by_user.entry(user.clone()).or_default().insert(id);
-        registry.entries.insert(id, Entry { token, user, notify });
-        drop(registry);
-        let expiry = expires_at.map(|at| {
+    /// Registers a socket of `user`. The returned [`Watch`] resolves when the
+    /// socket must close (at once if its token, or its user since the
+    /// handshake began, was revoked already); drop it when the socket ends.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind, live::Revocations};
+    /// let revocations = Revocations::new();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # let _guard = rt.enter();
+    /// let user = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// let watch = revocations.watch(&user);
+    /// assert_eq!(revocations.len(), 1);
+    /// drop(watch);
+    /// assert!(revocations.is_empty());
+    /// ```
+    pub fn watch<U: TokenUser>(&self, user: &AuthenticatedUser<U>) -> Watch {
+        let token = user.token().clone();
+        let key = user.user.id().to_string();
+        let expiry = user.expires_at.map(|at| {
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             Box::pin(tokio::time::sleep(left))
         });
+        let mut registry = self.lock();
+        if let Some(reason) = registry.memory.verdict(token.id(), &key, user.authenticated_at()) {
+            drop(registry);
+            tracing::debug!(
+                target: "ws_token_auth",
+                token_id = %token.id(),
+                reason = reason.as_str(),
+                "socket closed at registration: revoked while its handshake was under way",
+            );
+            return Watch { id: 0, registry: Weak::new(), receiver: None, expiry, done: Some(reason) };
+        }
+        let (notify, receiver) = oneshot::channel();
+        registry.next_id += 1;
+        let id = registry.next_id;
+        registry.by_token.entry(token.id()).or_default().insert(id);
+        registry.by_user.entry(key.clone()).or_default().insert(id);
+        registry.entries.insert(id, Entry { token, user: key, notify });
+        drop(registry);
         Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), expiry, done: None }
     }
 
-    /// Closes every socket of the token `id` (reason [`CloseReason::Revoked`]);
-    /// returns how many.
-    pub fn revoke_token(&self, id: TokenId) -> usize {
-        self.close_token(id, CloseReason::Revoked)
-    }
-
-    /// Closes every socket of the token `id` with `reason`; returns how many.
-    pub fn close_token(&self, id: TokenId, reason: CloseReason) -> usize {
+    /// Closes the sockets an event concerns, and remembers it for sockets
+    /// that register later; returns how many closed. A restored user closes
+    /// nothing.
+    ///
+    /// ```
+    /// use ws_token_auth::live::{AccessEvent, Revocations};
+    ///
+    /// let revocations = Revocations::new();
+    /// assert_eq!(revocations.apply(&AccessEvent::user_locked_out("42")), 0);
+    /// ```
+    pub fn apply(&self, event: &AccessEvent) -> usize {
         let mut registry = self.lock();
-        let ids = registry.by_token.get(&id).cloned().unwrap_or_default();
-        registry.close(ids, reason)
-    }
-
-    /// Closes every socket of the user `user_key` with `reason`; returns how many.
-    pub fn revoke_user(&self, user_key: &str, reason: CloseReason) -> usize {
-        let mut registry = self.lock();
-        let ids = registry.by_user.get(user_key).cloned().unwrap_or_default();
-        registry.close(ids, reason)
+        match event {
+            AccessEvent::TokenRevoked { id, reason } => {
+                registry.memory.token(*id, *reason);
+                let ids = registry.by_token.get(id).cloned().unwrap_or_default();
+                registry.close(ids, *reason)
+            }
+            AccessEvent::UserRevoked { user, reason } => {
+                registry.memory.user(user, *reason);
+                let ids = registry.by_user.get(user).cloned().unwrap_or_default();
+                registry.close(ids, *reason)
+            }
+            AccessEvent::UserRestored { .. } => 0,
+        }
     }
 
     /// How many sockets are registered.
+    ///
+    /// ```
+    /// assert_eq!(ws_token_auth::live::Revocations::new().len(), 0);
+    /// ```
     #[must_use]
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
 
     /// Whether no socket is registered.
+    ///
+    /// ```
+    /// assert!(ws_token_auth::live::Revocations::new().is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The distinct tokens of the registered sockets.
-    fn tokens(&self) -> Vec<Token> {
+    pub(crate) fn tokens(&self) -> Vec<Token> {
         let registry = self.lock();
         registry
             .by_token
@@ -228,51 +387,10 @@ impl Revocations {
             .map(|id| registry.entries[id].token.clone())
             .collect()
     }
-
-    /// Asks `store` about every distinct registered token once, and closes the
-    /// sockets of those it no longer accepts ([`CloseReason::Revoked`]). A store
-    /// error closes nothing: an outage is not a revocation. Returns how many
-    /// sockets were closed.
-    ///
-    /// Calls are made one after another, so 10,000 sockets of 10,000 tokens
-    /// cost the store 10,000 sequential lookups, not a burst.
-    pub async fn revalidate_once<St: TokenStore>(&self, store: &St) -> usize {
-        let mut closed = 0;
-        for token in self.tokens() {
-            match store.authenticate(&token).await {
-                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {}
-                Ok(_) => closed += self.revoke_token(token.id()),
-                Err(error) => {
-                    tracing::warn!(target: "ws_token_auth", %error, "revalidation skipped: the store failed");
-                    return closed;
-                }
-            }
-        }
-        if closed > 0 {
-            tracing::debug!(target: "ws_token_auth", closed, "revalidation closed sockets");
-        }
-        closed
-    }
-
-    /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)
-    /// every `every` (default [`DEFAULT_REVALIDATE_EVERY`]), each time with up
-    /// to 10 % random jitter so that nodes started together do not ask the
-    /// store in step. The task ends when every clone of the registry is dropped.
-    pub fn revalidate<St: TokenStore>(&self, store: Arc<St>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let registry = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(jittered(every)).await;
-                let Some(inner) = registry.upgrade() else { return };
-                let revocations = Revocations { inner };
-                revocations.revalidate_once(&*store).await;
-            }
-        })
-    }
 }
 
 /// `every` plus up to 10 % of it, at random.
-fn jittered(every: Duration) -> Duration {
+pub(crate) fn jittered(every: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let fraction = if getrandom::fill(&mut byte).is_ok() { f64::from(byte[0]) / 255.0 } else { 0.5 };
     every + every.mul_f64(0.1 * fraction)
@@ -352,14 +470,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revoke_token_closes_that_tokens_sockets_only() {
+    async fn a_revoked_token_closes_that_tokens_sockets_only() {
         let revocations = Revocations::new();
         let alice = user("alice", None);
         let bob = user("bob", None);
-        let (mut a1, mut a2, mut b) =
-            (revocations.watch(&alice, "1"), revocations.watch(&alice, "1"), revocations.watch(&bob, "2"));
+        let (mut a1, mut a2, mut b) = (revocations.watch(&alice), revocations.watch(&alice), revocations.watch(&bob));
         assert_eq!(revocations.len(), 3);
-        assert_eq!(revocations.revoke_token(alice.token_id()), 2);
+        assert_eq!(revocations.apply(&AccessEvent::token_revoked(alice.token_id())), 2);
         assert_eq!((&mut a1).await, CloseReason::Revoked);
         assert_eq!((&mut a2).await, CloseReason::Revoked);
         assert_eq!(b.reason(), None);
@@ -369,12 +486,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revoke_user_closes_every_token_of_the_user() {
+    async fn a_locked_out_user_loses_every_socket_with_4403() {
         let revocations = Revocations::new();
         let (phone, laptop, other) = (user("alice", None), user("alice", None), user("bob", None));
-        let watches = [revocations.watch(&phone, "7"), revocations.watch(&laptop, "7")];
-        let mut bob = revocations.watch(&other, "8");
-        assert_eq!(revocations.revoke_user("7", CloseReason::AccessLost), 2);
+        let watches = [revocations.watch(&phone), revocations.watch(&laptop)];
+        let mut bob = revocations.watch(&other);
+        assert_eq!(revocations.apply(&AccessEvent::user_locked_out("alice")), 2);
         for watch in watches {
             assert_eq!(watch.await.code(), 4403);
         }
@@ -382,10 +499,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_socket_registering_after_its_revocation_closes_at_once() {
+        let revocations = Revocations::new();
+        let alice = user("alice", None);
+        revocations.apply(&AccessEvent::token_revoked(alice.token_id()));
+        let mut late = revocations.watch(&alice);
+        assert_eq!(late.reason(), Some(CloseReason::Revoked));
+        assert!(revocations.is_empty(), "a socket closed at registration is not registered");
+
+        // The user was revoked after this handshake began: closed, with the reason kept.
+        let bob = user("bob", None);
+        revocations.apply(&AccessEvent::user_locked_out("bob"));
+        assert_eq!(revocations.watch(&bob).await, CloseReason::AccessLost);
+        // A handshake that began after the user revocation is someone let back in.
+        let bob_again = user("bob", None);
+        let mut fresh = revocations.watch(&bob_again);
+        assert_eq!(fresh.reason(), None);
+    }
+
+    #[tokio::test]
+    async fn revocations_are_forgotten_after_the_window() {
+        let revocations = Revocations::new().remember_for(Duration::from_millis(50));
+        let alice = user("alice", None);
+        revocations.apply(&AccessEvent::token_revoked(alice.token_id()));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let mut watch = revocations.watch(&alice);
+        assert_eq!(watch.reason(), None);
+        // Forgotten entries are dropped as new ones come.
+        revocations.apply(&AccessEvent::token_revoked(Token::generate().id()));
+        assert_eq!(revocations.lock().memory.tokens.len(), 1);
+    }
+
+    #[tokio::test]
     async fn expiry_closes_by_itself() {
         let revocations = Revocations::new();
         let soon = user("alice", Some(SystemTime::now() + Duration::from_millis(50)));
-        let watch = revocations.watch(&soon, "1");
+        let watch = revocations.watch(&soon);
         let reason = tokio::time::timeout(Duration::from_secs(5), watch).await.unwrap();
         assert_eq!(reason, CloseReason::Expired);
         assert!(revocations.is_empty(), "a finished watch is dropped and unregistered");
@@ -395,7 +544,7 @@ mod tests {
     async fn a_watch_outliving_its_registry_stays_pending_until_expiry() {
         let revocations = Revocations::new();
         let soon = user("alice", Some(SystemTime::now() + Duration::from_millis(100)));
-        let mut watch = revocations.watch(&soon, "1");
+        let mut watch = revocations.watch(&soon);
         drop(revocations);
         // Polled again and again (as a `select!` loop does), it must not panic.
         for _ in 0..3 {
@@ -408,12 +557,12 @@ mod tests {
     #[tokio::test]
     async fn ten_thousand_sockets_leave_nothing_behind() {
         let revocations = Revocations::new();
-        let users: Vec<_> = (0..100).map(|i| user(&i.to_string(), None)).collect();
         for round in 0..100 {
-            let watches: Vec<_> = users.iter().map(|u| revocations.watch(u, format!("{round}"))).collect();
+            let users: Vec<_> = (0..100).map(|i| user(&format!("{round}-{i}"), None)).collect();
+            let watches: Vec<_> = users.iter().map(|u| revocations.watch(u)).collect();
             assert_eq!(revocations.len(), 100);
             if round % 2 == 0 {
-                revocations.revoke_user(&round.to_string(), CloseReason::Revoked);
+                revocations.apply(&AccessEvent::user_revoked(format!("{round}-1")));
             }
             drop(watches);
         }

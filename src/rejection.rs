@@ -8,10 +8,14 @@
 //! | [`Rejection::Origin`] | 403 |
 //! | [`Rejection::StoreUnavailable`] | 503 |
 //!
-//! The default responder, [`DefaultRejection`], answers with the status and an
-//! empty body. Whatever the responder returns, the layer adds the
-//! `WWW-Authenticate` challenge to a 401 that lacks one, and puts the
-//! [`RejectionKind`] into the response's extensions for outer layers.
+//! [`Authenticator::refusal`](crate::Authenticator::refusal) is the one place
+//! refusals are made, for the layer, the axum extractors and the
+//! tokio-tungstenite adapter alike. The default responder,
+//! [`DefaultRejection`], answers with the status and an empty body; set your
+//! own with [`Authenticator::on_rejection`](crate::Authenticator::on_rejection).
+//! Whatever the responder returns, a 401 that lacks a `WWW-Authenticate`
+//! challenge gets the configured one, and the [`RejectionKind`] goes into the
+//! response's extensions for outer layers.
 
 use http::{Response, StatusCode};
 
@@ -30,13 +34,13 @@ pub enum Rejection {
     #[error("invalid token")]
     InvalidToken,
     /// A source holds something that is not a token.
-    #[error("malformed credential: {0}")]
+    #[error("malformed credential")]
     Malformed(#[source] ExtractError),
     /// A cookie credential came with an `Origin` the policy refuses.
-    #[error("origin refused: {0}")]
+    #[error("origin refused")]
     Origin(#[source] OriginError),
     /// The store failed or timed out.
-    #[error("token store unavailable: {0}")]
+    #[error("token store unavailable")]
     StoreUnavailable(#[source] StoreError),
 }
 
@@ -60,6 +64,11 @@ impl Rejection {
     }
 
     /// The rejection's kind, without its details.
+    ///
+    /// ```
+    /// use ws_token_auth::{Rejection, RejectionKind};
+    /// assert_eq!(Rejection::MissingCredential.kind(), RejectionKind::MissingCredential);
+    /// ```
     #[must_use]
     pub fn kind(&self) -> RejectionKind {
         match self {
@@ -91,6 +100,10 @@ pub enum RejectionKind {
 
 impl RejectionKind {
     /// A short, stable name for logs and metrics.
+    ///
+    /// ```
+    /// assert_eq!(ws_token_auth::RejectionKind::Origin.as_str(), "origin");
+    /// ```
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,16 +116,19 @@ impl RejectionKind {
     }
 }
 
-/// Makes the response for a refused request.
+/// Makes the response for a refused request: a status, headers and a text
+/// body, which each entry point turns into its own response type (the layer
+/// needs an inner body type that implements `From<String>`: axum's `Body`,
+/// http-body-util's `Full<Bytes>`, `String`).
 ///
 /// Implemented by [`DefaultRejection`] and by every
-/// `Fn(&Rejection) -> Response<B>` closure that is `Clone + Send + Sync + 'static`.
+/// `Fn(&Rejection) -> Response<String>` closure that is `Send + Sync + 'static`.
 ///
 /// ```
 /// use http::{Response, header};
-/// use ws_token_auth::{MemoryTokenStore, Rejection, TokenAuthLayer};
+/// use ws_token_auth::{Authenticator, MemoryTokenStore, Rejection};
 ///
-/// let layer = TokenAuthLayer::new(MemoryTokenStore::<String>::new()).on_rejection(|rejection: &Rejection| {
+/// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).on_rejection(|rejection: &Rejection| {
 ///     let body = format!("{{\"error\": \"{}\"}}", rejection.kind().as_str());
 ///     Response::builder()
 ///         .status(rejection.status())
@@ -120,30 +136,36 @@ impl RejectionKind {
 ///         .body(body)
 ///         .unwrap()
 /// });
-/// # let _ = layer;
+/// assert_eq!(auth.refusal(&Rejection::InvalidToken).body(), r#"{"error": "invalid_token"}"#);
 /// ```
-pub trait RejectionResponder<B>: Clone + Send + Sync + 'static {
+pub trait RejectionResponder: Send + Sync + 'static {
     /// The response for `rejection`.
-    fn respond(&self, rejection: &Rejection) -> Response<B>;
+    fn respond(&self, rejection: &Rejection) -> Response<String>;
 }
 
 /// The default responder: the rejection's status and an empty body.
+///
+/// ```
+/// use ws_token_auth::{DefaultRejection, Rejection, RejectionResponder};
+/// let response = DefaultRejection.respond(&Rejection::MissingCredential);
+/// assert_eq!((response.status().as_u16(), response.body().as_str()), (401, ""));
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultRejection;
 
-impl<B: Default> RejectionResponder<B> for DefaultRejection {
-    fn respond(&self, rejection: &Rejection) -> Response<B> {
-        let mut response = Response::new(B::default());
+impl RejectionResponder for DefaultRejection {
+    fn respond(&self, rejection: &Rejection) -> Response<String> {
+        let mut response = Response::new(String::new());
         *response.status_mut() = rejection.status();
         response
     }
 }
 
-impl<B, F> RejectionResponder<B> for F
+impl<F> RejectionResponder for F
 where
-    F: Fn(&Rejection) -> Response<B> + Clone + Send + Sync + 'static,
+    F: Fn(&Rejection) -> Response<String> + Send + Sync + 'static,
 {
-    fn respond(&self, rejection: &Rejection) -> Response<B> {
+    fn respond(&self, rejection: &Rejection) -> Response<String> {
         self(rejection)
     }
 }

@@ -1,16 +1,22 @@
-//! The [`TokenStore`] trait: where tokens become users.
+//! The [`TokenStore`] trait: where tokens become users; [`ManageTokens`]:
+//! what every shipped store does with them; [`TokenUser`]: how a user is named.
 //!
-//! Implement it for your own database in a few lines. `Ok(None)` means the
-//! token is unknown, revoked or expired, or its user may not log in: the layer
-//! answers 401. `Err` means the store could not answer: the layer answers 503
-//! and never lets the request through as anonymous.
+//! Implement [`TokenStore`] for your own database in a few lines. `Ok(None)`
+//! means the token is unknown, revoked or expired, or its user may not log in:
+//! the layer answers 401. `Err` means the store could not answer: the layer
+//! answers 503 and never lets the request through as anonymous.
 //!
 //! ```
 //! use async_trait::async_trait;
-//! use ws_token_auth::{Authenticated, StoreError, Token, TokenStore};
+//! use ws_token_auth::{Authenticated, StoreError, Token, TokenStore, TokenUser};
 //!
 //! #[derive(Clone)]
 //! struct User { id: i64, name: String }
+//!
+//! impl TokenUser for User {
+//!     type Id = i64;
+//!     fn id(&self) -> i64 { self.id }
+//! }
 //!
 //! /// Your database, here a stand-in that knows one token.
 //! struct MyStore;
@@ -27,19 +33,27 @@
 //! }
 //! ```
 //!
-//! Stores shipped with the crate:
+//! Stores shipped with the crate, each implementing [`ManageTokens`] (issue,
+//! revoke, revoke a user's tokens, lock a user out and let them in, purge):
 //! - [`MemoryTokenStore`]: in process, for tests, demos and single-node apps.
 //! - `SqlTokenStore` (features `sqlite`, `postgres`): digests in SQLite or
 //!   PostgreSQL, joined with the app's users table.
 //! - `RedisTokenStore` (feature `redis`): digest → user JSON with a TTL.
-//! - `CachedTokenStore` (feature `cache`): a moka cache in front of any store,
-//!   with request coalescing.
+//! - `CachedTokenStore` (feature `cache`): a moka cache in front of any of
+//!   them, with request coalescing, that stays consistent with every change
+//!   made through it or heard from other nodes.
+//!
+//! Apps manage tokens through [`Lifecycle`](crate::Lifecycle), which also
+//! closes the sockets concerned and tells every node.
 
+use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::live::AccessEvent;
 use crate::token::Token;
 
 #[cfg(feature = "cache")]
@@ -59,10 +73,52 @@ pub use self::redis::RedisTokenStore;
 pub use cache::CachedTokenStore;
 pub use memory::MemoryTokenStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{SqlPool, SqlTokenStore, SqlUser, UsersTable};
+pub use sql::{InvalidIdentifier, SqlPool, SqlTokenStore, SqlUser, UsersTable};
 
 /// A boxed error from a store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A user type that tokens authenticate as: it names its user by an id.
+///
+/// The id is how the whole crate names a user: [`ManageTokens::revoke_user`],
+/// [`Lifecycle::lock_out`](crate::Lifecycle::lock_out), the live registry and
+/// the messages between nodes (its `Display` form). Implemented for `String`,
+/// `&'static str`, `i64` and `u64`, which are their own ids.
+///
+/// ```
+/// use ws_token_auth::TokenUser;
+///
+/// #[derive(Clone)]
+/// struct User { id: i64, username: String }
+///
+/// impl TokenUser for User {
+///     type Id = i64;
+///     fn id(&self) -> i64 { self.id }
+/// }
+/// assert_eq!(User { id: 7, username: "alice".into() }.id(), 7);
+/// ```
+pub trait TokenUser: Clone + Send + Sync + 'static {
+    /// The user's id: stable, unique, and safe to log and to send between nodes.
+    type Id: Clone + Eq + Hash + fmt::Display + fmt::Debug + Send + Sync + 'static;
+
+    /// This user's id.
+    fn id(&self) -> Self::Id;
+}
+
+macro_rules! own_id {
+    ($($ty:ty),*) => {$(
+        impl TokenUser for $ty {
+            type Id = $ty;
+            fn id(&self) -> $ty {
+                self.clone()
+            }
+        }
+    )*};
+}
+own_id!(String, &'static str, i64, u64);
+
+/// The id type of a store's users.
+pub type UserId<St> = <<St as TokenStore>::User as TokenUser>::Id;
 
 /// Looks up the user a token belongs to.
 ///
@@ -70,32 +126,119 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// The user a token authenticates as; put into the request's extensions.
-    type User: Clone + Send + Sync + 'static;
+    type User: TokenUser;
 
     /// The user `token` belongs to.
     ///
     /// Return `Ok(None)` for an unknown, revoked or expired token, or a user
     /// who may not log in (401), and `Err` when the store cannot answer (503).
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError>;
-}
 
-#[async_trait]
-impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
-    type User = T::User;
-
-    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
-        (**self).authenticate(token).await
+    /// [`authenticate`](Self::authenticate), answered by the source of truth:
+    /// what revalidation of open sockets asks. A cache overrides it to ask the
+    /// store behind it (and to remember the fresh answer); other stores need
+    /// not implement it.
+    async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
+        self.authenticate(token).await
     }
 }
 
+/// The management contract every shipped store implements, with the same
+/// meaning everywhere; a user is named by its [`TokenUser::Id`].
+///
+/// Apps call these through [`Lifecycle`](crate::Lifecycle), which also closes
+/// the sockets concerned and tells the other nodes; a store on its own only
+/// changes its data.
+///
+/// ```
+/// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+/// let store = MemoryTokenStore::<String>::new();
+/// let token = store.issue(&"alice".to_string(), None).await?;
+/// assert!(store.authenticate(&token).await?.is_some());
+///
+/// store.lock_user(&"alice".to_string()).await?;       // deactivated: refused
+/// assert!(store.authenticate(&token).await?.is_none());
+/// store.unlock_user(&"alice".to_string()).await?;     // back: accepted again
+/// assert!(store.authenticate(&token).await?.is_some());
+///
+/// assert_eq!(store.revoke_user(&"alice".to_string()).await?, 1);
+/// assert!(store.authenticate(&token).await?.is_none());
+/// # Ok(()) }
+/// ```
 #[async_trait]
-impl<T: TokenStore + ?Sized> TokenStore for Box<T> {
-    type User = T::User;
+pub trait ManageTokens: TokenStore {
+    /// Makes a new random token for `user`, valid for `ttl` (or until
+    /// revoked), and stores it (as a digest in every shipped store).
+    async fn issue(&self, user: &Self::User, ttl: Option<Duration>) -> Result<Token, StoreError>;
 
-    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
-        (**self).authenticate(token).await
+    /// Revokes one token; returns whether the store held it.
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError>;
+
+    /// Revokes every token of the user `id`; returns how many the store held.
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError>;
+
+    /// Locks the user `id` out: their tokens stay stored but authenticate as
+    /// nobody until [`unlock_user`](Self::unlock_user).
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError>;
+
+    /// Lets a locked-out user in again: their unexpired tokens work again.
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError>;
+
+    /// Deletes the tokens whose expiry has passed; returns how many.
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
+
+    /// Called with every change made on another node (heard over the bus), so
+    /// that a cache drops what it must. Stores without a cache do nothing.
+    async fn heard(&self, event: &AccessEvent) {
+        let _ = event;
     }
 }
+
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: TokenStore + ?Sized> TokenStore for $ptr<T> {
+            type User = T::User;
+
+            async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
+                (**self).authenticate(token).await
+            }
+
+            async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
+                (**self).revalidate(token).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: ManageTokens + ?Sized> ManageTokens for $ptr<T> {
+            async fn issue(&self, user: &Self::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
+                (**self).issue(user, ttl).await
+            }
+            async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+                (**self).revoke(token).await
+            }
+            async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
+                (**self).revoke_user(id).await
+            }
+            async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+                (**self).lock_user(id).await
+            }
+            async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+                (**self).unlock_user(id).await
+            }
+            async fn purge_expired(&self) -> Result<u64, StoreError> {
+                (**self).purge_expired().await
+            }
+            async fn heard(&self, event: &AccessEvent) {
+                (**self).heard(event).await
+            }
+        }
+    )*};
+}
+forward_store!(Arc, Box);
 
 /// A store's answer for a valid token: the user, and when the token expires.
 ///
@@ -154,6 +297,10 @@ pub enum StoreError {
     /// The store answered with an error.
     #[error("token store backend error")]
     Backend(#[source] BoxError),
+    /// The store does not support this operation as configured (say, locking
+    /// users out of an SQL store that has no activity column).
+    #[error("token store cannot {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

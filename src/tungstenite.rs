@@ -9,10 +9,12 @@
 //!    ([`Acceptor::head_timeout`], default 10 s);
 //! 2. checks that it is a WebSocket upgrade (400 if not, 426 for a version
 //!    other than 13);
-//! 3. authenticates it with the same [`Authenticator`] as the layer (same
-//!    sources, origin policy, store and store timeout);
+//! 3. authenticates it with an [`Authenticator`] (no tower layer needed; the
+//!    same one a layer elsewhere in the app uses decides the same way);
 //! 4. answers `101 Switching Protocols` and hands back the socket with the
-//!    [`Identity`], or writes the refusal (401/400/403/503) and closes.
+//!    [`Identity`], or writes the authenticator's
+//!    [refusal](Authenticator::refusal) (401/400/403/503, with its challenge
+//!    and any custom body) and closes.
 //!
 //! Bytes the client sent right after the head (a first frame in the same TCP
 //! write) are kept and read by the socket.
@@ -21,11 +23,11 @@
 //! use std::sync::Arc;
 //! use futures_util::SinkExt;
 //! use tokio_tungstenite::tungstenite::Message;
-//! use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, tungstenite::accept_authenticated};
+//! use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::accept_authenticated};
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let store = Arc::new(MemoryTokenStore::<String>::new());
-//! let auth = TokenAuthLayer::from_shared(store).authenticator().clone();
+//! let auth = Authenticator::from_shared(store);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! loop {
 //!     let (stream, _) = listener.accept().await?;
@@ -43,8 +45,8 @@
 
 use std::time::Duration;
 
-use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use http::header::{CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -84,9 +86,9 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, tungstenite::Acceptor};
+/// use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::Acceptor};
 ///
-/// let auth = TokenAuthLayer::new(MemoryTokenStore::<String>::new()).authenticator().clone();
+/// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
 /// let acceptor = Acceptor::new(auth)
 ///     .max_head_bytes(16 * 1024)
 ///     .head_timeout(Duration::from_secs(5))
@@ -201,10 +203,7 @@ impl<St: TokenStore> Acceptor<St> {
         let identity = match self.auth.authenticate(&head.headers, &head.uri).await {
             Ok(identity) => identity,
             Err(rejection) => {
-                let status = rejection.status();
-                let challenge = [(WWW_AUTHENTICATE, self.auth.challenge().clone())];
-                let extra: &[_] = if status == StatusCode::UNAUTHORIZED { &challenge } else { &[] };
-                refuse(&mut stream, status, extra).await;
+                write_and_close(&mut stream, &self.auth.refusal(&rejection)).await;
                 return Err(HandshakeError::Rejected(rejection));
             }
         };
@@ -235,10 +234,10 @@ impl<St: TokenStore> Acceptor<St> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// The layer's decision refused it (401, 400, 403 or 503 was sent).
-    #[error("handshake refused: {0}")]
+    /// The authenticator refused it (its refusal, 401, 400, 403 or 503, was sent).
+    #[error("handshake refused")]
     Rejected(#[source] Rejection),
-    /// The request is not a WebSocket upgrade (400 was sent).
+    /// The request is not a WebSocket upgrade (400 was sent); says what is missing.
     #[error("not a WebSocket upgrade request: {0}")]
     NotWebSocket(&'static str),
     /// The request is for another path than [`Acceptor::path`] (404 was sent).
@@ -371,19 +370,31 @@ fn upgrade_key(headers: &HeaderMap) -> Result<&str, HandshakeError> {
 /// Writes a bodiless refusal and shuts the stream down; errors are ignored,
 /// the client may have gone already.
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: StatusCode, extra: &[(HeaderName, HeaderValue)]) {
-    let mut response = format!(
-        "HTTP/1.1 {} {}\r\nContent-Length: 0\r\nConnection: close\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let mut response = Response::new(String::new());
+    *response.status_mut() = status;
     for (name, value) in extra {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    write_and_close(stream, &response).await;
+}
+
+/// Writes `response` as HTTP/1.1, with its body, and shuts the stream down;
+/// errors are ignored, the client may have gone already.
+async fn write_and_close<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response<String>) {
+    let status = response.status();
+    let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    for (name, value) in response.headers() {
+        if name == CONTENT_LENGTH || name == CONNECTION {
+            continue;
+        }
         if let Ok(value) = value.to_str() {
-            response.push_str(&format!("{name}: {value}\r\n"));
+            out.push_str(&format!("{name}: {value}\r\n"));
         }
     }
-    response.push_str("\r\n");
+    out.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body().len()));
+    out.push_str(response.body());
     let write = async {
-        stream.write_all(response.as_bytes()).await?;
+        stream.write_all(out.as_bytes()).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), write).await;

@@ -14,7 +14,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use ws_token_auth::extract::TokenSource;
-use ws_token_auth::{Anonymous, AuthenticatedUser, Identity, MemoryTokenStore, Token, TokenAuthLayer};
+use ws_token_auth::{Anonymous, AuthenticatedUser, Authenticator, Identity, ManageTokens, MemoryTokenStore, Token};
 
 fn routes() -> Router {
     Router::new()
@@ -53,13 +53,13 @@ async fn call(app: &Router, path: &str, token: Option<&Token>) -> (StatusCode, S
 #[tokio::test]
 async fn extractors_with_the_layer_in_optional_mode() {
     let store = Arc::new(MemoryTokenStore::new());
-    let alice = store.issue(User::named(1, "alice"));
-    let app = routes().layer(TokenAuthLayer::from_shared(store).optional());
+    let alice = store.issue(&User::named(1, "alice"), None).await.unwrap();
+    let app = routes().layer(Authenticator::from_shared(store).optional().layer());
     let a = Some(&alice);
 
     let rows: &[(&str, Option<&Token>, StatusCode, &str)] = &[
         ("/user", a, StatusCode::OK, "user alice"),
-        ("/user", None, StatusCode::UNAUTHORIZED, "authentication required"),
+        ("/user", None, StatusCode::UNAUTHORIZED, ""), // the authenticator's own refusal
         ("/maybe", a, StatusCode::OK, "user alice"),
         ("/maybe", None, StatusCode::OK, "nobody"),
         ("/identity", a, StatusCode::OK, "user alice"),
@@ -79,14 +79,14 @@ async fn extractors_with_the_layer_in_optional_mode() {
 #[tokio::test]
 async fn missing_layer_or_wrong_user_type_is_a_plain_500_naming_the_layer() {
     let store = Arc::new(MemoryTokenStore::new());
-    let alice = store.issue(User::named(1, "alice"));
+    let alice = store.issue(&User::named(1, "alice"), None).await.unwrap();
     let bare = routes();
     for path in ["/user", "/maybe", "/identity", "/anonymous"] {
         let (status, body, _) = call(&bare, path, Some(&alice)).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
         assert!(body.contains("TokenAuthLayer"), "{path}: {body}");
     }
-    let layered = routes().layer(TokenAuthLayer::from_shared(store));
+    let layered = routes().layer(Authenticator::from_shared(store).layer());
     let (status, body, _) = call(&layered, "/wrong-type", Some(&alice)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("user type"), "{body}");
@@ -95,8 +95,8 @@ async fn missing_layer_or_wrong_user_type_is_a_plain_500_naming_the_layer() {
 #[tokio::test]
 async fn subprotocol_credential_is_never_echoed() {
     let store = Arc::new(MemoryTokenStore::new());
-    let alice = store.issue(User::named(1, "alice"));
-    let layer = TokenAuthLayer::from_shared(store).sources([TokenSource::subprotocol("token.")]);
+    let alice = store.issue(&User::named(1, "alice"), None).await.unwrap();
+    let layer = Authenticator::from_shared(store).sources([TokenSource::subprotocol("token.")]).layer();
     let app = Router::new()
         .route(
             "/ws",

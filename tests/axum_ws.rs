@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use common::{Headers, User, assert_greets_and_echoes, connect, failing, next_text};
 use http::StatusCode;
-use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, TokenAuthLayer, TokenStore};
+use ws_token_auth::{AuthenticatedUser, Authenticator, ManageTokens, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn ws(Extension(user): Extension<AuthenticatedUser<User>>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |mut socket| async move {
@@ -42,16 +42,16 @@ async fn serve<St: TokenStore<User = User>>(layer: TokenAuthLayer<St>) -> Socket
 #[tokio::test]
 async fn android_style_cookie_without_origin_is_upgraded_and_the_handler_sees_the_user() {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue(User::named(1, "alice"));
-    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+    let token = store.issue(&User::named(1, "alice"), None).await.unwrap();
+    let addr = serve(Authenticator::from_shared(store).layer()).await;
     assert_greets_and_echoes(addr, &token, "alice").await;
 }
 
 #[tokio::test]
 async fn browser_style_cookie_with_same_host_origin_is_upgraded() {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue(User::named(1, "alice"));
-    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+    let token = store.issue(&User::named(1, "alice"), None).await.unwrap();
+    let addr = serve(Authenticator::from_shared(store).layer()).await;
     let cookie = format!("csrftoken=abc; key={}", token.expose_secret());
     let origin = format!("http://{addr}");
     let (status, socket) = connect(addr, &[("cookie", &cookie), ("origin", &origin)]).await;
@@ -62,8 +62,8 @@ async fn browser_style_cookie_with_same_host_origin_is_upgraded() {
 #[tokio::test]
 async fn refusals_over_a_real_socket() {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue(User::named(1, "alice"));
-    let addr = serve(TokenAuthLayer::from_shared(store)).await;
+    let token = store.issue(&User::named(1, "alice"), None).await.unwrap();
+    let addr = serve(Authenticator::from_shared(store).layer()).await;
     let cookie = format!("key={}", token.expose_secret());
     let monkey = format!("monkey={}", token.expose_secret());
     let auth = format!("Token {}", token.expose_secret());
@@ -88,7 +88,7 @@ async fn refusals_over_a_real_socket() {
 
 #[tokio::test]
 async fn failing_store_is_503() {
-    let addr = serve(TokenAuthLayer::new(failing::<User>())).await;
+    let addr = serve(Authenticator::new(failing::<User>()).layer()).await;
     let (status, socket) = connect(addr, &[("cookie", "key=0123456789abcdef")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(socket.is_none());

@@ -44,7 +44,7 @@ async fn the_page_in_headless_chromium() {
     let db = Db::open(&format!("sqlite://{}", file.display())).await.unwrap();
     let alice_id = db.create_user("alice", &hash_password("alice-pw").unwrap(), false).await.unwrap();
     let bob_id = db.create_user("bob", &hash_password("bob-pw").unwrap(), false).await.unwrap();
-    let bob_token = db.tokens.issue(bob_id, None).await.unwrap();
+    let bob_token = db.issue_token(bob_id, None).await.unwrap();
     let app = App::new(db.clone(), true, false).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -97,7 +97,7 @@ async fn the_page_in_headless_chromium() {
         let frame = next_json(&mut bob).await;
         if frame["msg_type"] == 5 {
             assert_eq!(frame, json!({"msg_type": 5, "room": "1", "username": "alice"}));
-            let left = db.tokens.revoke_user(alice_id).await.unwrap();
+            let left = ws_token_auth::ManageTokens::revoke_user(&db.tokens, &alice_id).await.unwrap();
             assert_eq!(left, 0, "logout revoked the browser's token");
             let _ = std::fs::remove_file(&file);
             return;

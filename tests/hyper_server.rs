@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::{assert_greets_and_echoes, connect, connect_full, failing};
 use http::{StatusCode, header};
-use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, TokenStore};
+use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -23,8 +23,8 @@ async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> Sock
 #[tokio::test]
 async fn hyper_server_authenticates_the_upgrade() {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue("alice".to_owned());
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let token = store.issue(&"alice".to_owned(), None).await.unwrap();
+    let addr = start(Authenticator::from_shared(store).layer()).await;
     assert_greets_and_echoes(addr, &token, "alice").await;
     let cookie = format!("key={}", token.expose_secret());
 
@@ -38,6 +38,6 @@ async fn hyper_server_authenticates_the_upgrade() {
 
 #[tokio::test]
 async fn hyper_server_answers_503_when_the_store_fails() {
-    let addr = start(TokenAuthLayer::new(failing::<String>())).await;
+    let addr = start(Authenticator::new(failing::<String>()).layer()).await;
     assert_eq!(connect(addr, &[("cookie", "key=0123456789abcdef")]).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }

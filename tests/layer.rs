@@ -12,8 +12,8 @@ use http::{Request, Response, StatusCode, header};
 use tower::{Layer, ServiceExt, service_fn};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
 use ws_token_auth::{
-    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Identity, MemoryTokenStore, OriginPolicy, Rejection,
-    RejectionKind, Token, TokenAuthLayer, TokenStore,
+    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Authenticator, Identity, ManageTokens,
+    MemoryTokenStore, OriginPolicy, Rejection, RejectionKind, Token, TokenStore,
 };
 
 /// What the inner service saw.
@@ -57,7 +57,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let store = Arc::new(Counting::new(MemoryTokenStore::new()));
-    let alice = store.inner.issue(User::named(1, "alice"));
+    let alice = Token::generate();
+    store.inner.insert(&alice, Authenticated::new(User::named(1, "alice")));
     Fixture { store, alice, seen: Seen::default() }
 }
 
@@ -76,7 +77,7 @@ macro_rules! oneshot {
 async fn valid_cookie_reaches_the_inner_service_with_the_user() {
     let f = fixture();
     let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
-    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+    let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.body(), "user alice via cookie");
     assert_eq!(f.store.calls(), 1);
@@ -88,7 +89,7 @@ async fn valid_authorization_token_and_bearer() {
     for scheme in ["Token", "Bearer", "token"] {
         let req =
             get().header(header::AUTHORIZATION, format!("{scheme} {}", f.alice.expose_secret())).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.body(), "user alice via Authorization", "{scheme}");
     }
 }
@@ -96,7 +97,7 @@ async fn valid_authorization_token_and_bearer() {
 #[tokio::test]
 async fn missing_token_is_401_with_a_challenge_and_no_store_call() {
     let f = fixture();
-    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, get().body(()).unwrap());
+    let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, get().body(()).unwrap());
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Token");
     assert_eq!(res.extensions().get::<RejectionKind>(), Some(&RejectionKind::MissingCredential));
@@ -110,7 +111,7 @@ async fn unknown_and_empty_tokens_are_401() {
     for cookie in ["key=not-a-known-token", "key=", "monkey=KNOWN", "keys=KNOWN", "Key=KNOWN"] {
         let cookie = cookie.replace("KNOWN", f.alice.expose_secret());
         let req = get().header(header::COOKIE, &cookie).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{cookie}");
         assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Token");
     }
@@ -120,7 +121,7 @@ async fn unknown_and_empty_tokens_are_401() {
 #[tokio::test]
 async fn challenge_names_the_first_configured_scheme() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone()).sources([TokenSource::authorization(["Bearer"])]);
+    let layer = Authenticator::from_shared(f.store.clone()).sources([TokenSource::authorization(["Bearer"])]).layer();
     let res = oneshot!(layer, f.seen, get().body(()).unwrap());
     assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
 }
@@ -128,18 +129,18 @@ async fn challenge_names_the_first_configured_scheme() {
 #[tokio::test]
 async fn revoked_and_expired_tokens_are_401() {
     let f = fixture();
-    let bob = f.store.inner.issue_with_ttl(User::named(2, "bob"), Duration::from_millis(30));
+    let bob = f.store.inner.issue(&User::named(2, "bob"), Some(Duration::from_millis(30))).await.unwrap();
     let carol = Token::generate();
     // A store that hands back an entry whose expiry has passed: the layer refuses it anyway.
     f.store.inner.insert(
         &carol,
         Authenticated::new(User::named(3, "carol")).with_expiry(Some(SystemTime::now() - Duration::from_secs(1))),
     );
-    assert!(f.store.inner.revoke(&f.alice));
+    assert!(f.store.inner.revoke(&f.alice).await.unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
     for token in [&f.alice, &bob, &carol] {
         let req = get().header(header::COOKIE, format!("key={}", token.expose_secret())).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(res.extensions().get::<RejectionKind>(), Some(&RejectionKind::InvalidToken));
     }
@@ -161,7 +162,7 @@ async fn malformed_credentials_are_400_before_any_store_call() {
     for (name, value) in rows {
         let req =
             get().header(name.clone(), http::HeaderValue::from_bytes(value.as_bytes()).unwrap()).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{name}: {value:.40}");
         assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
     }
@@ -173,9 +174,9 @@ async fn malformed_credentials_are_400_before_any_store_call() {
 async fn max_token_len_is_configurable() {
     let f = fixture(); // alice's token is 64 characters
     let req = || get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
-    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()).max_token_len(63), f.seen, req());
+    let res = oneshot!(Authenticator::from_shared(f.store.clone()).max_token_len(63).layer(), f.seen, req());
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()).max_token_len(64), f.seen, req());
+    let res = oneshot!(Authenticator::from_shared(f.store.clone()).max_token_len(64).layer(), f.seen, req());
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -185,14 +186,14 @@ async fn cookie_from_a_foreign_origin_is_403_before_any_store_call() {
     let cookie = format!("key={}", f.alice.expose_secret());
     for origin in ["https://evil.example", "null", "https://chat.example.com.evil.example", "not an origin"] {
         let req = get().header(header::COOKIE, &cookie).header(header::ORIGIN, origin).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{origin}");
     }
     assert_eq!(f.store.calls(), 0);
     // The same host, any case, default port spelled out or not: accepted.
     for origin in ["https://chat.example.com", "https://CHAT.example.com:443", "http://chat.example.com"] {
         let req = get().header(header::COOKIE, &cookie).header(header::ORIGIN, origin).body(()).unwrap();
-        let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+        let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
         assert_eq!(res.status(), StatusCode::OK, "{origin}");
     }
 }
@@ -205,15 +206,16 @@ async fn header_credentials_skip_the_origin_check() {
         .header(header::ORIGIN, "https://evil.example")
         .body(())
         .unwrap();
-    let res = oneshot!(TokenAuthLayer::from_shared(f.store.clone()), f.seen, req);
+    let res = oneshot!(Authenticator::from_shared(f.store.clone()).layer(), f.seen, req);
     assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn missing_origin_can_be_refused() {
     let f = fixture();
-    let layer =
-        TokenAuthLayer::from_shared(f.store.clone()).origin_policy(OriginPolicy::same_host().refuse_missing_origin());
+    let layer = Authenticator::from_shared(f.store.clone())
+        .origin_policy(OriginPolicy::same_host().refuse_missing_origin())
+        .layer();
     let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
     assert_eq!(oneshot!(layer, f.seen, req).status(), StatusCode::FORBIDDEN);
 }
@@ -228,7 +230,7 @@ async fn allowlisted_origin_is_accepted() {
         .body(())
         .unwrap();
     assert_eq!(
-        oneshot!(TokenAuthLayer::from_shared(f.store.clone()).origin_policy(policy), f.seen, req).status(),
+        oneshot!(Authenticator::from_shared(f.store.clone()).origin_policy(policy).layer(), f.seen, req).status(),
         StatusCode::OK
     );
 }
@@ -236,7 +238,9 @@ async fn allowlisted_origin_is_accepted() {
 #[tokio::test]
 async fn store_error_is_503_never_anonymous() {
     let seen = Seen::default();
-    for layer in [TokenAuthLayer::new(failing::<User>()), TokenAuthLayer::new(failing::<User>()).optional()] {
+    for layer in
+        [Authenticator::new(failing::<User>()).layer(), Authenticator::new(failing::<User>()).optional().layer()]
+    {
         let req = get().header(header::COOKIE, "key=whatever").body(()).unwrap();
         let res = oneshot!(layer, seen, req);
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -248,7 +252,7 @@ async fn store_error_is_503_never_anonymous() {
 #[tokio::test]
 async fn store_timeout_is_503_within_the_bound() {
     let seen = Seen::default();
-    let layer = TokenAuthLayer::new(HangingStore).optional().store_timeout(Duration::from_millis(100));
+    let layer = Authenticator::new(HangingStore).optional().store_timeout(Duration::from_millis(100)).layer();
     let req = get().header(header::COOKIE, "key=whatever").body(()).unwrap();
     let started = Instant::now();
     let res = oneshot!(layer, seen, req);
@@ -261,7 +265,7 @@ async fn store_timeout_is_503_within_the_bound() {
 #[tokio::test]
 async fn optional_mode_lets_anonymous_requests_through_with_a_reason() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone()).optional();
+    let layer = Authenticator::from_shared(f.store.clone()).optional().layer();
     let res = oneshot!(layer.clone(), f.seen, get().body(()).unwrap());
     assert_eq!(res.body(), &format!("anonymous {:?}", AnonymousReason::NoCredential));
     let req = get().header(header::COOKIE, "key=unknown").body(()).unwrap();
@@ -272,19 +276,21 @@ async fn optional_mode_lets_anonymous_requests_through_with_a_reason() {
     let req = get().header(header::COOKIE, "key=a; key=b").body(()).unwrap();
     assert_eq!(oneshot!(layer.clone(), f.seen, req).status(), StatusCode::BAD_REQUEST);
     let req = get().header(header::COOKIE, "key=x").header(header::ORIGIN, "https://evil.example").body(()).unwrap();
-    assert_eq!(oneshot!(layer.require_user(), f.seen, req).status(), StatusCode::FORBIDDEN);
+    assert_eq!(oneshot!(layer, f.seen, req).status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn custom_rejection_responses() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone()).on_rejection(|rejection: &Rejection| {
-        Response::builder()
-            .status(rejection.status())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(format!("{{\"error\":\"{}\"}}", rejection.kind().as_str()))
-            .unwrap()
-    });
+    let layer = Authenticator::from_shared(f.store.clone())
+        .on_rejection(|rejection: &Rejection| {
+            Response::builder()
+                .status(rejection.status())
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(format!("{{\"error\":\"{}\"}}", rejection.kind().as_str()))
+                .unwrap()
+        })
+        .layer();
     let res = oneshot!(layer.clone(), f.seen, get().body(()).unwrap());
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.body(), "{\"error\":\"missing_credential\"}");
@@ -296,7 +302,7 @@ async fn custom_rejection_responses() {
 #[tokio::test]
 async fn subprotocol_source() {
     let f = fixture();
-    let layer = TokenAuthLayer::from_shared(f.store.clone()).sources([TokenSource::subprotocol("token.")]);
+    let layer = Authenticator::from_shared(f.store.clone()).sources([TokenSource::subprotocol("token.")]).layer();
     let req = get()
         .header(header::SEC_WEBSOCKET_PROTOCOL, format!("chat, token.{}", f.alice.expose_secret()))
         .header(header::ORIGIN, "https://elsewhere.example")
@@ -310,13 +316,13 @@ async fn works_with_a_shared_dyn_store() {
     let f = fixture();
     let store: Arc<dyn TokenStore<User = User>> = f.store.clone();
     let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
-    assert_eq!(oneshot!(TokenAuthLayer::new(store), f.seen, req).body(), "user alice via cookie");
+    assert_eq!(oneshot!(Authenticator::new(store).layer(), f.seen, req).body(), "user alice via cookie");
 }
 
 #[tokio::test]
 async fn authenticated_user_exposes_the_token_id_and_kind() {
     let f = fixture();
-    let auth = TokenAuthLayer::from_shared(f.store.clone()).authenticator().clone();
+    let auth = Authenticator::from_shared(f.store.clone());
     let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
     let identity = auth.authenticate(req.headers(), req.uri()).await.unwrap();
     let user = identity.user().unwrap();
@@ -333,7 +339,7 @@ async fn inner_service_sees_a_ready_clone_under_buffer() {
     let svc = tower::ServiceBuilder::new()
         .buffer(4)
         .concurrency_limit(2)
-        .layer(TokenAuthLayer::from_shared(f.store.clone()))
+        .layer(Authenticator::from_shared(f.store.clone()).layer())
         .service(inner(f.seen.clone()));
     let mut tasks = Vec::new();
     for _ in 0..32 {

@@ -1,7 +1,9 @@
-//! Revocations across nodes over the machine's real Redis (`REDIS_URL`; the
-//! tests fail when it cannot be reached): a revocation published on one node
-//! closes the sockets on another, and the subscriber recovers by itself from
-//! an outage (a loopback proxy we cut), catching up with the store.
+//! The lifecycle across nodes over the machine's real Redis (`REDIS_URL`; the
+//! tests fail when it cannot be reached): each node has its own cache in
+//! front of one shared store, and a change made on one node closes the
+//! sockets and empties the caches of every other, with its close reason;
+//! the subscriber recovers by itself from an outage (a loopback proxy we
+//! cut), catching up with the store.
 
 mod common;
 
@@ -11,9 +13,13 @@ use std::time::Duration;
 use common::Proxy;
 use tokio::net::TcpListener;
 use ws_token_auth::extract::CredentialKind;
-use ws_token_auth::live::redis::{Revocation, RevocationBus};
-use ws_token_auth::live::{CloseReason, Revocations};
-use ws_token_auth::{AuthenticatedUser, MemoryTokenStore, Token};
+use ws_token_auth::live::CloseReason;
+use ws_token_auth::live::redis::RevocationBus;
+use ws_token_auth::store::CachedTokenStore;
+use ws_token_auth::{AuthenticatedUser, Lifecycle, ManageTokens, MemoryTokenStore, Token, TokenStore};
+
+type Shared = Arc<MemoryTokenStore<String>>;
+type Node = Lifecycle<CachedTokenStore<Shared>>;
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)")
@@ -24,42 +30,84 @@ fn channel() -> String {
     format!("ws-token-auth-test:{}", Token::generate().id())
 }
 
-/// A node: a registry applying one bus.
-async fn node(url: &str, channel: &str, store: Arc<MemoryTokenStore<String>>) -> (Revocations, RevocationBus) {
-    let revocations = Revocations::new();
+/// A node: its own cache over the shared store, on the bus.
+async fn node(url: &str, channel: &str, store: &Shared) -> Node {
     let bus = RevocationBus::connect(url, channel).await.unwrap_or_else(|e| panic!("cannot reach Redis at {url}: {e}"));
-    bus.apply(revocations.clone(), store);
+    let node = Lifecycle::new(Arc::new(CachedTokenStore::new(Arc::clone(store)))).with_bus(bus);
     tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription start
-    (revocations, bus)
+    node
 }
 
-fn socket_of(store: &MemoryTokenStore<String>, name: &str) -> AuthenticatedUser<String> {
-    let token = store.issue(name.to_owned());
-    AuthenticatedUser::new(name.to_owned(), token, CredentialKind::Cookie, None)
+/// A socket of `name` on `node`, authenticated through its cache (which now
+/// holds the answer).
+async fn socket_on(node: &Node, token: &Token, name: &str) -> AuthenticatedUser<String> {
+    let found = node.store().authenticate(token).await.unwrap().expect("a valid token");
+    assert_eq!(found.user, name);
+    AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None)
+}
+
+async fn accepted(node: &Node, token: &Token) -> bool {
+    node.store().authenticate(token).await.unwrap().is_some()
 }
 
 #[tokio::test]
-async fn a_revocation_on_one_node_closes_sockets_on_another() {
+async fn revoke_and_lock_out_on_one_node_reach_every_node_with_their_reasons() {
     let (url, channel) = (redis_url(), channel());
-    let store = Arc::new(MemoryTokenStore::new());
-    let (a, bus_a) = node(&url, &channel, store.clone()).await;
-    let (b, _bus_b) = node(&url, &channel, store.clone()).await;
-    let alice = socket_of(&store, "alice");
-    let bob = socket_of(&store, "bob");
-    let on_b = b.watch(&alice, "1");
-    let mut bob_on_b = b.watch(&bob, "2");
-    let bob_on_a = a.watch(&bob, "2");
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let (a, b) = (node(&url, &channel, &store).await, node(&url, &channel, &store).await);
+    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
+    let bob = store.issue(&"bob".to_owned(), None).await.unwrap();
+    let alice_on_b = b.watch(&socket_on(&b, &alice, "alice").await);
+    let mut bob_on_b = b.watch(&socket_on(&b, &bob, "bob").await);
+    let bob_on_a = a.watch(&socket_on(&a, &bob, "bob").await);
 
-    bus_a.publish(&Revocation::Token(alice.token_id())).await.unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(1), on_b).await.expect("not closed on node B within 1 s");
+    // Logout on node A: one call.
+    assert!(a.revoke(&alice).await.unwrap());
+    let reason =
+        tokio::time::timeout(Duration::from_secs(1), alice_on_b).await.expect("not closed on node B within 1 s");
     assert_eq!(reason, CloseReason::Revoked);
+    assert!(!accepted(&b, &alice).await, "node B's cache refuses it at once");
     assert_eq!(bob_on_b.reason(), None, "other tokens stay open");
 
-    bus_a.publish(&Revocation::User { key: "2".into(), reason: CloseReason::AccessLost }).await.unwrap();
+    // Lock-out on node A: 4403 everywhere, refused everywhere.
+    a.lock_out(&"bob".to_owned()).await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(1), bob_on_a).await.unwrap(), CloseReason::AccessLost);
     assert_eq!(tokio::time::timeout(Duration::from_secs(1), &mut bob_on_b).await.unwrap().code(), 4403);
+    assert!(!accepted(&a, &bob).await && !accepted(&b, &bob).await);
+
+    // Let in on node B: accepted again on node A, whatever A's cache held.
+    b.let_in(&"bob".to_owned()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while !accepted(&a, &bob).await {
+        assert!(tokio::time::Instant::now() < deadline, "node A still refuses bob 1 s after the let-in");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(bob_on_b);
-    assert!(a.is_empty() && b.is_empty());
+    assert!(a.revocations().is_empty() && b.revocations().is_empty());
+}
+
+#[tokio::test]
+async fn a_socket_registering_after_a_remote_revocation_is_closed_at_once() {
+    let (url, channel) = (redis_url(), channel());
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let (a, b) = (node(&url, &channel, &store).await, node(&url, &channel, &store).await);
+    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
+    let carol = store.issue(&"carol".to_owned(), None).await.unwrap();
+
+    // Handshakes authenticated on node B, whose upgrade handlers are slow to register.
+    let alice_late = socket_on(&b, &alice, "alice").await;
+    let carol_late = socket_on(&b, &carol, "carol").await;
+    a.revoke(&alice).await.unwrap();
+    a.lock_out(&"carol".to_owned()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while accepted(&b, &alice).await || accepted(&b, &carol).await {
+        assert!(tokio::time::Instant::now() < deadline, "node B did not hear within 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Now they register: closed at once, with their reasons.
+    assert_eq!(b.watch(&alice_late).reason(), Some(CloseReason::Revoked));
+    assert_eq!(b.watch(&carol_late).reason(), Some(CloseReason::AccessLost));
+    assert!(b.revocations().is_empty());
 }
 
 #[tokio::test]
@@ -67,30 +115,33 @@ async fn the_subscriber_recovers_from_an_outage_and_catches_up() {
     let (url, channel) = (redis_url(), channel());
     let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let proxy = Proxy::start(target).await;
-    let store = Arc::new(MemoryTokenStore::new());
-    let (a, _) = node(&format!("redis://{}", proxy.addr), &channel, store.clone()).await;
-    let (_, bus_b) = node(&url, &channel, store.clone()).await;
-    let alice = socket_of(&store, "alice");
-    let bob = socket_of(&store, "bob");
-    let carol = socket_of(&store, "carol");
-    let alice_on_a = a.watch(&alice, "1");
-    let mut bob_on_a = a.watch(&bob, "2");
-    let carol_on_a = a.watch(&carol, "3");
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let a = node(&format!("redis://{}", proxy.addr), &channel, &store).await;
+    let b = node(&url, &channel, &store).await;
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|_| Token::generate());
+    for (token, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        store.insert(token, ws_token_auth::Authenticated::new(name.to_owned()));
+    }
+    let alice_on_a = a.watch(&socket_on(&a, &alice, "alice").await);
+    let mut bob_on_a = a.watch(&socket_on(&a, &bob, "bob").await);
+    let carol_on_a = a.watch(&socket_on(&a, &carol, "carol").await);
 
-    // Node A loses Redis; meanwhile alice's token is deleted and node B's
-    // message about it goes to nobody on node A.
+    // Node A loses Redis; meanwhile node B logs alice out, and its message
+    // about it goes to nobody on node A.
     proxy.cut().await;
-    assert!(store.revoke(alice.token()));
-    bus_b.publish(&Revocation::Token(alice.token_id())).await.unwrap();
+    b.revoke(&alice).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(accepted(&a, &alice).await, "node A's cache still holds her (it missed the message)");
     proxy.restore();
 
-    // On reconnection node A revalidates: alice's socket closes, bob's stays.
+    // On reconnection node A revalidates: alice's socket closes, bob's stays,
+    // and node A's cache no longer answers for her.
     let reason = tokio::time::timeout(Duration::from_secs(10), alice_on_a).await.expect("no catch-up within 10 s");
     assert_eq!(reason, CloseReason::Revoked);
+    assert!(!accepted(&a, &alice).await, "the catch-up emptied the cache too");
     assert_eq!(bob_on_a.reason(), None);
     // And the bus works again.
-    bus_b.publish(&Revocation::Token(carol.token_id())).await.unwrap();
+    b.revoke(&carol).await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(2), carol_on_a).await.unwrap(), CloseReason::Revoked);
     assert_eq!(bob_on_a.reason(), None);
 }

@@ -64,7 +64,7 @@ impl Server {
     async fn user(&self, name: &str, staff: bool) -> (String, String) {
         let name = format!("{name}_{}", self.tag);
         let id = self.app.db.create_user(&name, &self.pw_hash, staff).await.unwrap();
-        let token = self.app.db.tokens.issue(id, None).await.unwrap();
+        let token = self.app.db.issue_token(id, None).await.unwrap();
         (name, token.expose_secret().to_owned())
     }
 
@@ -198,7 +198,7 @@ async fn handshake_table(backend: Backend) {
     // Expired and inactive.
     let (_, short) = {
         let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
-        (id, server.app.db.tokens.issue(id, Some(Duration::from_millis(1))).await.unwrap())
+        (id, server.app.db.issue_token(id, Some(Duration::from_millis(1))).await.unwrap())
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(server.status(&[("cookie", &format!("key={}", short.expose_secret()))]).await, StatusCode::UNAUTHORIZED);
@@ -219,12 +219,11 @@ async fn handshake_table(backend: Backend) {
 }
 
 async fn set_active(server: &Server, name: &str, active: bool) {
-    use ws_token_auth::store::SqlPool;
+    use multichat::db::Pool;
     let sql = "UPDATE chat_users SET is_active = $1 WHERE username = $2";
     match &server.app.db.pool {
-        SqlPool::Sqlite(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
-        SqlPool::Postgres(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
-        _ => unreachable!(),
+        Pool::Sqlite(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
+        Pool::Postgres(p) => sqlx::query(sql).bind(active).bind(name).execute(p).await.map(drop).unwrap(),
     }
 }
 
@@ -412,7 +411,7 @@ async fn expired_token_closes_with_4401(backend: Backend) {
     let server = start(backend, true).await;
     let (alice, _) = server.user("alice", false).await;
     let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
-    let token = server.app.db.tokens.issue(id, Some(Duration::from_millis(1500))).await.unwrap();
+    let token = server.app.db.issue_token(id, Some(Duration::from_millis(1500))).await.unwrap();
     let mut socket = server.connect(token.expose_secret()).await;
     assert_eq!(join(&mut socket, "1").await["join"], "1");
     assert_eq!(close_code(&mut socket).await, Some(CloseCode::Library(4401)));
@@ -422,9 +421,8 @@ async fn store_outage_is_503(backend: Backend) {
     let server = start(backend, true).await;
     let (_, token) = server.user("alice", false).await;
     match &server.app.db.pool {
-        ws_token_auth::store::SqlPool::Sqlite(p) => p.close().await,
-        ws_token_auth::store::SqlPool::Postgres(p) => p.close().await,
-        _ => unreachable!(),
+        multichat::db::Pool::Sqlite(p) => p.close().await,
+        multichat::db::Pool::Postgres(p) => p.close().await,
     }
     assert_eq!(server.status(&[("cookie", &format!("key={token}"))]).await, StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -536,7 +534,7 @@ async fn logout_closes_that_tokens_sockets_within_a_second(backend: Backend) {
     for socket in [&mut phone, &mut tablet, &mut laptop] {
         while tokio::time::timeout(Duration::from_millis(200), socket.next()).await.is_ok() {}
     }
-    assert_eq!(server.app.revocations.len(), 4);
+    assert_eq!(server.app.lifecycle.revocations().len(), 4);
 
     let (status, _, _) = server.http("POST", "/api/logout", &[("cookie", &format!("key={first}"))], "").await;
     assert_eq!(status, 204);
@@ -552,15 +550,14 @@ async fn logout_closes_that_tokens_sockets_within_a_second(backend: Backend) {
         }
         assert_eq!(join(socket, "1").await["join"], "1");
     }
-    assert_eq!(server.app.revocations.len(), 2);
+    assert_eq!(server.app.lifecycle.revocations().len(), 2);
 }
 
 async fn a_token_deleted_in_the_database_is_noticed_at_revalidation(backend: Backend) {
     let server = start(backend, true).await;
     let (alice, token) = server.user("alice", false).await;
     let (_, other) = server.user("bob", false).await;
-    let store = Arc::new(server.app.db.tokens.clone());
-    let task = server.app.revocations.revalidate(store, Duration::from_millis(200));
+    let task = server.app.lifecycle.revalidate_every(Duration::from_millis(200));
     let mut socket = server.connect(&token).await;
     let mut bob = server.connect(&other).await;
     assert_eq!(join(&mut socket, "1").await["join"], "1");
@@ -573,11 +570,10 @@ async fn a_token_deleted_in_the_database_is_noticed_at_revalidation(backend: Bac
 }
 
 async fn execute(server: &Server, sql: &str, value: i64) {
-    use ws_token_auth::store::SqlPool;
+    use multichat::db::Pool;
     match &server.app.db.pool {
-        SqlPool::Sqlite(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
-        SqlPool::Postgres(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
-        _ => unreachable!(),
+        Pool::Sqlite(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
+        Pool::Postgres(p) => sqlx::query(sql).bind(value).execute(p).await.map(drop).unwrap(),
     }
 }
 
@@ -601,12 +597,12 @@ async fn the_registry_is_empty_after_ten_thousand_sockets() {
         worker.await.unwrap();
     }
     for _ in 0..100 {
-        if server.app.revocations.is_empty() {
+        if server.app.lifecycle.revocations().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(server.app.revocations.len(), 0);
+    assert_eq!(server.app.lifecycle.revocations().len(), 0);
 }
 
 macro_rules! both_backends {
@@ -643,7 +639,7 @@ fn command_line() {
     assert!(matches!(command, Command::Serve { notices: true, .. }));
     let (url, command) = parse(&args("create-user bob --database-url sqlite://x.db --staff")).unwrap();
     assert_eq!(url.as_deref(), Some("sqlite://x.db"));
-    assert_eq!(command, Command::CreateUser { name: "bob".into(), password: None, staff: true });
+    assert_eq!(command, Command::CreateUser { name: "bob".into(), password: None, staff: true, token_ttl: None });
     let (_, command) = parse(&args("--database-url postgres://h/db seed-users --count 3 --prefix u")).unwrap();
     assert_eq!(command, Command::SeedUsers { count: 3, prefix: "u".into(), password: "password".into() });
     assert!(matches!(

@@ -53,10 +53,10 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
     let file = std::env::temp_dir().join(format!("multichat-hostile-{}.db", &Token::generate().expose_secret()[..12]));
     let db = Db::open(&format!("sqlite://{}", file.display())).await.unwrap();
     let id = db.create_user("alice", &hash_password("pw").unwrap(), false).await.unwrap();
-    let token = db.tokens.issue(id, None).await.unwrap();
+    let token = db.issue_token(id, None).await.unwrap();
     let token = token.expose_secret().to_owned();
     let app = App::new(db, true, false).await.unwrap();
-    let cache = app.store.clone();
+    let cache = app.lifecycle.store().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, router(app, OriginPolicy::same_host()), Duration::from_secs(1)));

@@ -40,7 +40,7 @@ async fn postgres_going_away_mid_run() {
     let mut tokens = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let id = db.create_user(&format!("{name}_{tag}"), &hash, false).await.unwrap();
-        tokens.push(db.tokens.issue(id, None).await.unwrap().expose_secret().to_owned());
+        tokens.push(db.issue_token(id, None).await.unwrap().expose_secret().to_owned());
     }
     let app = App::new(db, false, false).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -11,7 +11,7 @@ use common::{HangingStore, User, failing};
 use http::{Request, Response, header};
 use tower::{Layer, ServiceExt, service_fn};
 use ws_token_auth::extract::{Extractor, TokenSource};
-use ws_token_auth::{MemoryTokenStore, Token, TokenAuthLayer, TokenStore};
+use ws_token_auth::{Authenticated, Authenticator, MemoryTokenStore, Token, TokenAuthLayer, TokenStore};
 
 /// A `tracing` writer that keeps everything written to it.
 #[derive(Clone, Default)]
@@ -65,7 +65,8 @@ fn no_outcome_leaks_the_token() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     let store = Arc::new(MemoryTokenStore::new());
-    let alice = store.issue(User::named(1, "alice"));
+    let alice = Token::generate();
+    store.insert(&alice, Authenticated::new(User::named(1, "alice")));
     let unknown = Token::generate();
     let a = alice.expose_secret();
     let u = unknown.expose_secret();
@@ -73,8 +74,8 @@ fn no_outcome_leaks_the_token() {
 
     rt.block_on(async {
         let get = || Request::get("/ws").header(header::HOST, "127.0.0.1:8000");
-        let layer = || TokenAuthLayer::from_shared(store.clone());
-        let cases: Vec<(TokenAuthLayer<MemoryTokenStore<User>>, Request<()>)> = vec![
+        let layer = || Authenticator::from_shared(store.clone());
+        let cases: Vec<(Authenticator<MemoryTokenStore<User>>, Request<()>)> = vec![
             (layer(), get().header(header::COOKIE, format!("key={a}")).body(()).unwrap()),
             (layer(), get().header(header::AUTHORIZATION, format!("Bearer {a}")).body(()).unwrap()),
             (layer(), get().header(header::COOKIE, format!("key={u}")).body(()).unwrap()),
@@ -99,12 +100,12 @@ fn no_outcome_leaks_the_token() {
                     .unwrap(),
             ),
         ];
-        for (layer, req) in cases {
-            outputs.push_str(&run(layer, req).await);
+        for (auth, req) in cases {
+            outputs.push_str(&run(auth.layer(), req).await);
         }
-        let failing = TokenAuthLayer::new(failing::<User>());
+        let failing = Authenticator::new(failing::<User>()).layer();
         outputs.push_str(&run(failing, get().header(header::COOKIE, format!("key={a}")).body(()).unwrap()).await);
-        let hanging = TokenAuthLayer::new(HangingStore).store_timeout(Duration::from_millis(20));
+        let hanging = Authenticator::new(HangingStore).store_timeout(Duration::from_millis(20)).layer();
         outputs.push_str(&run(hanging, get().header(header::COOKIE, format!("key={u}")).body(()).unwrap()).await);
 
         // Debug and Display of the values an app handles.
@@ -112,7 +113,7 @@ fn no_outcome_leaks_the_token() {
         headers.insert(header::COOKIE, format!("key={a}").parse().unwrap());
         let credential = Extractor::default().extract(&headers, &"/".parse().unwrap()).unwrap().unwrap();
         outputs.push_str(&format!("{credential:?} {alice:?} {:?}", alice.id()));
-        let auth = TokenAuthLayer::from_shared(store.clone()).authenticator().clone();
+        let auth = Authenticator::from_shared(store.clone());
         outputs.push_str(&format!("{:?} {auth:?}", auth.authenticate(&headers, &"/".parse().unwrap()).await));
         headers.insert(header::COOKIE, format!("key={a}; key={u}").parse().unwrap());
         let rejection = auth.authenticate(&headers, &"/".parse().unwrap()).await.unwrap_err();

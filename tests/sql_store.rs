@@ -3,14 +3,41 @@
 
 use std::time::Duration;
 
-use ws_token_auth::store::{SqlPool, SqlTokenStore, UsersTable};
-use ws_token_auth::{Token, TokenStore};
+use ws_token_auth::store::{SqlTokenStore, UsersTable};
+use ws_token_auth::{ManageTokens, StoreError, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 struct ChatUser {
     id: i64,
     username: String,
     is_staff: bool,
+}
+
+impl TokenUser for ChatUser {
+    type Id = i64;
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+fn user(id: i64, name: &str) -> ChatUser {
+    ChatUser { id, username: name.into(), is_staff: false }
+}
+
+/// The test's own connection, for its own queries.
+#[derive(Clone)]
+enum SqlPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl SqlPool {
+    fn store(&self, users: UsersTable) -> SqlTokenStore<ChatUser> {
+        match self {
+            Self::Sqlite(pool) => SqlTokenStore::new(pool.clone(), users),
+            Self::Postgres(pool) => SqlTokenStore::new(pool.clone(), users),
+        }
+    }
 }
 
 /// A name no other test uses, for tables of our own.
@@ -22,7 +49,6 @@ async fn exec(pool: &SqlPool, sql: &str) {
     match pool {
         SqlPool::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop).unwrap(),
         SqlPool::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop).unwrap(),
-        _ => unreachable!(),
     }
 }
 
@@ -38,7 +64,6 @@ async fn raw_rows(pool: &SqlPool, table: &str) -> String {
             let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(&sql).fetch_all(pool).await.unwrap();
             format!("{rows:?} {}", rows.iter().map(|r| String::from_utf8_lossy(&r.1)).collect::<String>())
         }
-        _ => unreachable!(),
     }
 }
 
@@ -55,15 +80,15 @@ async fn behaves(pool: SqlPool) {
     )
     .await;
     let table = UsersTable::new(&users).unwrap().active_column("is_active").unwrap();
-    let store = SqlTokenStore::<ChatUser>::new(pool.clone(), table).with_table_name(&tokens).unwrap();
+    let store = pool.store(table).with_table_name(&tokens).unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.unwrap(); // idempotent
 
-    let alice = store.issue(1, None).await.unwrap();
-    let alice2 = store.issue(1, None).await.unwrap();
-    let bob = store.issue(2, Some(Duration::from_secs(3600))).await.unwrap();
-    let carol = store.issue(3, None).await.unwrap();
-    let short = store.issue(2, Some(Duration::from_millis(1))).await.unwrap();
+    let alice = store.issue(&user(1, "alice"), None).await.unwrap();
+    let alice2 = store.issue(&user(1, "alice"), None).await.unwrap();
+    let bob = store.issue(&user(2, "bob"), Some(Duration::from_secs(3600))).await.unwrap();
+    let carol = store.issue(&user(3, "carol"), None).await.unwrap();
+    let short = store.issue(&user(2, "bob"), Some(Duration::from_millis(1))).await.unwrap();
 
     let found = store.authenticate(&alice).await.unwrap().unwrap();
     assert_eq!(found.user, ChatUser { id: 1, username: "alice".into(), is_staff: false });
@@ -87,11 +112,23 @@ async fn behaves(pool: SqlPool) {
     assert!(!store.revoke(&alice).await.unwrap());
     assert_eq!(store.authenticate(&alice).await.unwrap(), None);
     assert!(store.authenticate(&alice2).await.unwrap().is_some());
-    let bob2 = store.issue(2, None).await.unwrap();
-    assert_eq!(store.revoke_user(2).await.unwrap(), 2);
+    let bob2 = store.issue(&user(2, "bob"), None).await.unwrap();
+    assert_eq!(store.revoke_user(&2).await.unwrap(), 2);
     assert_eq!(store.authenticate(&bob).await.unwrap(), None);
     assert_eq!(store.authenticate(&bob2).await.unwrap(), None);
     assert!(store.authenticate(&alice2).await.unwrap().is_some(), "other users keep their tokens");
+
+    // Locking out writes the activity column: the app's own login sees it too.
+    store.lock_user(&1).await.unwrap();
+    assert_eq!(store.authenticate(&alice2).await.unwrap(), None, "locked out");
+    store.unlock_user(&1).await.unwrap();
+    assert!(store.authenticate(&alice2).await.unwrap().is_some(), "let back in");
+    store.unlock_user(&3).await.unwrap();
+    assert!(store.authenticate(&carol).await.unwrap().is_some(), "an inactive user activated");
+
+    // Without an activity column, locking out is refused, never silently ignored.
+    let plain = pool.store(UsersTable::new(&users).unwrap()).with_table_name(&tokens).unwrap();
+    assert!(matches!(plain.lock_user(&1).await, Err(StoreError::Unsupported(_))));
 
     exec(&pool, &format!("DROP TABLE {tokens}; DROP TABLE {users};")).await;
 }
@@ -100,7 +137,7 @@ async fn behaves(pool: SqlPool) {
 async fn sqlite_file() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("ws_token_auth_test")));
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
-    behaves(pool.into()).await;
+    behaves(SqlPool::Sqlite(pool)).await;
     let _ = std::fs::remove_file(path);
 }
 
@@ -108,7 +145,7 @@ async fn sqlite_file() {
 async fn postgres() {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");
     let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
-    behaves(pool.into()).await;
+    behaves(SqlPool::Postgres(pool)).await;
 }
 
 #[test]

@@ -16,7 +16,7 @@ use common::{Proxy, connect};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use ws_token_auth::store::{RedisTokenStore, SqlTokenStore, UsersTable};
-use ws_token_auth::{AuthenticatedUser, Token, TokenAuthLayer, TokenStore};
+use ws_token_auth::{AuthenticatedUser, Authenticator, ManageTokens, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 struct User {
@@ -24,12 +24,19 @@ struct User {
     name: String,
 }
 
+impl TokenUser for User {
+    type Id = i64;
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
 async fn ws(_user: AuthenticatedUser<User>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(|_socket| async {})
 }
 
 async fn serve<St: TokenStore<User = User>>(store: St) -> SocketAddr {
-    let layer = TokenAuthLayer::new(store).store_timeout(Duration::from_secs(1));
+    let layer = Authenticator::new(store).store_timeout(Duration::from_secs(1)).layer();
     let app = Router::new().route("/ws", get(ws)).layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,7 +89,7 @@ async fn postgres_outage_is_503_and_recovers() {
     let store =
         SqlTokenStore::<User>::new(direct.clone(), UsersTable::new(&users).unwrap()).with_table_name(&tokens).unwrap();
     store.migrate().await.unwrap();
-    let token = store.issue(1, None).await.unwrap();
+    let token = store.issue(&User { id: 1, name: "alice".into() }, None).await.unwrap();
 
     let proxy = Proxy::start("127.0.0.1:5432".into()).await;
     let proxied_url = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
@@ -105,7 +112,7 @@ async fn redis_outage_is_503_and_recovers() {
     let proxy = Proxy::start(target).await;
     let prefix = unique("outage");
     let store = RedisTokenStore::<User>::connect(&format!("redis://{}", proxy.addr), &prefix).await.unwrap();
-    let token = store.issue("1", &User { id: 1, name: "alice".into() }, None).await.unwrap();
+    let token = store.issue(&User { id: 1, name: "alice".into() }, None).await.unwrap();
     let addr = serve(store).await;
     outage_and_recovery(addr, &proxy, &token).await;
 }

@@ -20,18 +20,20 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use ws_token_auth::extract::TokenSource;
 use ws_token_auth::tungstenite::{Accepted, Acceptor, HandshakeError};
-use ws_token_auth::{MemoryTokenStore, Token, TokenAuthLayer, TokenStore};
+use ws_token_auth::{Authenticated, Authenticator, MemoryTokenStore, Token, TokenStore};
 
-async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> SocketAddr {
+/// A raw tokio-tungstenite server over `auth`: no tower layer anywhere.
+async fn start<St: TokenStore<User = String>>(auth: Authenticator<St>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tungstenite_server::serve(listener, layer.authenticator().clone()));
+    tokio::spawn(tungstenite_server::serve(listener, auth));
     addr
 }
 
 fn alice() -> (Arc<MemoryTokenStore<String>>, Token) {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue("alice".to_owned());
+    let token = Token::generate();
+    store.insert(&token, Authenticated::new("alice".to_owned()));
     (store, token)
 }
 
@@ -105,14 +107,14 @@ async fn assert_closed(stream: &mut TcpStream, within: Duration) {
 #[tokio::test]
 async fn example_server_greets_an_authenticated_client_and_echoes() {
     let (store, token) = alice();
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let addr = start(Authenticator::from_shared(store)).await;
     assert_greets_and_echoes(addr, &token, "alice").await;
 }
 
 #[tokio::test]
 async fn example_server_refusals() {
     let (store, token) = alice();
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let addr = start(Authenticator::from_shared(store)).await;
     let cookie = format!("key={}", token.expose_secret());
     let (status, headers, socket) = connect_full(addr, &[("cookie", "key=0123456789abcdef")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -123,14 +125,14 @@ async fn example_server_refusals() {
     let foreign = [("cookie", cookie.as_str()), ("origin", "https://evil.example")];
     assert_eq!(connect(addr, &foreign).await.0, StatusCode::FORBIDDEN);
 
-    let failing = start(TokenAuthLayer::new(failing::<String>())).await;
+    let failing = start(Authenticator::new(failing::<String>())).await;
     assert_eq!(connect(failing, &[("cookie", "key=0123456789abcdef")]).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
 async fn a_first_frame_in_the_same_write_as_the_head_is_served() {
     let (store, token) = alice();
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let addr = start(Authenticator::from_shared(store)).await;
     let mut bytes = head(addr, &format!("Cookie: key={}\r\n", token.expose_secret())).into_bytes();
     bytes.extend(client_text_frame("first"));
     let (status, _, stream, rest) = raw(addr, &bytes).await;
@@ -143,7 +145,7 @@ async fn a_first_frame_in_the_same_write_as_the_head_is_served() {
 #[tokio::test]
 async fn upgrade_requests_are_checked_before_the_store() {
     let (store, token) = alice();
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let addr = start(Authenticator::from_shared(store)).await;
     let cookie = format!("Cookie: key={}\r\n", token.expose_secret());
     let plain_get = format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{cookie}\r\n");
     assert_eq!(raw(addr, plain_get.as_bytes()).await.0, 400);
@@ -163,7 +165,7 @@ async fn upgrade_requests_are_checked_before_the_store() {
 #[tokio::test]
 async fn an_endless_header_is_cut_off_at_the_size_limit() {
     let (store, _) = alice();
-    let auth = TokenAuthLayer::from_shared(store).authenticator().clone();
+    let auth = Authenticator::from_shared(store);
     let (addr, server) = accept_one(Acceptor::new(auth).max_head_bytes(16 * 1024)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
@@ -183,7 +185,7 @@ async fn an_endless_header_is_cut_off_at_the_size_limit() {
 #[tokio::test]
 async fn too_many_header_lines_are_refused() {
     let (store, token) = alice();
-    let addr = start(TokenAuthLayer::from_shared(store)).await;
+    let addr = start(Authenticator::from_shared(store)).await;
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     let request = head(addr, &format!("Cookie: key={}\r\n{many}", token.expose_secret()));
     assert_eq!(raw(addr, request.as_bytes()).await.0, 431);
@@ -192,7 +194,7 @@ async fn too_many_header_lines_are_refused() {
 #[tokio::test]
 async fn a_stalled_handshake_is_dropped_at_the_time_limit() {
     let (store, _) = alice();
-    let auth = TokenAuthLayer::from_shared(store).authenticator().clone();
+    let auth = Authenticator::from_shared(store);
     let (addr, server) = accept_one(Acceptor::new(auth).head_timeout(Duration::from_millis(300))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // and then nothing
@@ -204,7 +206,7 @@ async fn a_stalled_handshake_is_dropped_at_the_time_limit() {
 #[tokio::test]
 async fn the_acceptor_echoes_only_the_app_protocol() {
     let (store, token) = alice();
-    let layer = TokenAuthLayer::from_shared(store).sources([TokenSource::subprotocol("token.")]);
+    let layer = Authenticator::from_shared(store).sources([TokenSource::subprotocol("token.")]).layer();
     let acceptor = Acceptor::new(layer.authenticator().clone()).protocols(["chat.v1"]);
     let (addr, server) = accept_one(acceptor).await;
     let offer = format!("token.{}, chat.v1", token.expose_secret());

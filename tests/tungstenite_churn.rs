@@ -20,15 +20,15 @@ use common::{connect, next_text};
 use futures_util::StreamExt;
 use http::StatusCode;
 use tokio::net::TcpListener;
-use ws_token_auth::{MemoryTokenStore, TokenAuthLayer};
+use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore};
 
 #[tokio::test]
 async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue("alice".to_owned());
+    let token = store.issue(&"alice".to_owned(), None).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tungstenite_server::serve(listener, TokenAuthLayer::from_shared(store).authenticator().clone()));
+    tokio::spawn(tungstenite_server::serve(listener, Authenticator::from_shared(store)));
     let cookie = format!("key={}", token.expose_secret());
     let metrics = tokio::runtime::Handle::current().metrics();
 

@@ -9,14 +9,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::MemoryTokenStore;
+use ws_token_auth::{ManageTokens, MemoryTokenStore};
 
 /// What an adapter example starts with: a `MemoryTokenStore` with the demo
 /// user alice (her token printed on stdout as `token for alice: <token>`), and
 /// a listener on `--bind` (default 127.0.0.1:3000).
 pub(crate) async fn demo() -> Result<(Arc<MemoryTokenStore<String>>, TcpListener), Box<dyn std::error::Error>> {
     let store = Arc::new(MemoryTokenStore::new());
-    let token = store.issue("alice".to_owned());
+    let token = store.issue(&"alice".to_owned(), None).await?;
     let listener = TcpListener::bind(bind_address(std::env::args())?).await?;
     eprintln!("listening on ws://{}/ws", listener.local_addr()?);
     println!("token for alice: {}", token.expose_secret());

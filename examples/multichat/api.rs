@@ -14,26 +14,26 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use ws_token_auth::live::Revocations;
-use ws_token_auth::live::redis::{Revocation, RevocationBus};
+use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::{CachedTokenStore, SqlTokenStore};
-use ws_token_auth::{AuthenticatedUser, OriginPolicy, TokenAuthLayer};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Lifecycle, OriginPolicy};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
 use super::db::{ChatUser, Db, hash_password, verify_password};
+
+/// What the handshakes ask: the token table behind a short cache, so a
+/// handshake costs no query when the token was seen in the last 30 s. The
+/// lifecycle keeps the cache consistent with every logout and revocation,
+/// here and (with Redis) on every process.
+pub(crate) type Store = CachedTokenStore<SqlTokenStore<ChatUser>>;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub(crate) struct App {
     pub(crate) db: Db,
     pub(crate) hub: Arc<Hub>,
-    /// The open sockets by token and user: logout closes them.
-    pub(crate) revocations: Revocations,
-    /// With several processes: tells the others about revocations.
-    pub(crate) bus: Option<RevocationBus>,
-    /// What the handshakes ask: the token table behind a short cache, so a
-    /// handshake costs no query when the token was seen in the last 30 s.
-    /// Logout and revocations heard from other processes drop the entry.
-    pub(crate) store: Arc<CachedTokenStore<SqlTokenStore<ChatUser>>>,
+    /// Login, logout, revocations, and the open sockets they close.
+    pub(crate) lifecycle: Lifecycle<Store>,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -44,7 +44,8 @@ impl App {
     /// One process on its own.
     pub(crate) async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
         let hub = Arc::new(Hub::new(db.rooms().await?, notices, None));
-        Self::assemble(db, hub, None, secure_cookies).await
+        let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone())));
+        Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
 
     /// One of several processes over one database, joined through Redis at
@@ -64,32 +65,21 @@ impl App {
         let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(relay)));
         let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
         super::relay::start(client, publisher, rooms_channel, node, Arc::clone(&hub), outgoing);
-        let app = Self::assemble(db, hub, Some(bus.clone()), secure_cookies).await?;
-        let cache = Arc::clone(&app.store);
-        bus.apply_with(app.revocations.clone(), Arc::new(app.db.tokens.clone()), move |revocation| {
-            let cache = Arc::clone(&cache);
-            async move {
-                match revocation {
-                    Revocation::Token(id) => cache.invalidate_id(id).await,
-                    _ => cache.invalidate_all(),
-                }
-            }
-        });
-        Ok(app)
+        let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone()))).with_bus(bus);
+        Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
 
     async fn assemble(
         db: Db,
         hub: Arc<Hub>,
-        bus: Option<RevocationBus>,
+        lifecycle: Lifecycle<Store>,
         secure_cookies: bool,
     ) -> Result<Self, super::db::Error> {
         let dummy_hash =
             tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
                 .await??
                 .into();
-        let store = Arc::new(CachedTokenStore::new(db.tokens.clone()));
-        Ok(Self { db, hub, revocations: Revocations::new(), bus, store, dummy_hash, secure_cookies })
+        Ok(Self { db, hub, lifecycle, dummy_hash, secure_cookies })
     }
 }
 
@@ -117,13 +107,13 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, hea
 
 /// The whole HTTP surface; the origin policy guards cookie credentials.
 pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
-    let auth = TokenAuthLayer::from_shared(Arc::clone(&app.store)).origin_policy(origin);
+    let auth = Authenticator::from_shared(Arc::clone(app.lifecycle.store())).origin_policy(origin);
     let protected = Router::new()
         .route("/api/logout", post(logout))
         .route("/api/rooms", get(rooms))
         .route("/api/me", get(me))
         .route("/chat/stream/", get(stream))
-        .route_layer(auth);
+        .route_layer(auth.layer());
     Router::new().route("/", get(page)).route("/api/login", post(login)).merge(protected).with_state(app)
 }
 
@@ -143,7 +133,7 @@ async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade
     let (token, username) = (ws_token_auth::Token::generate(), name.chars().take(12).collect());
     let user = ChatUser { id: 0, username, is_staff: false };
     let user = AuthenticatedUser::new(user, token, ws_token_auth::extract::CredentialKind::Cookie, None);
-    let watch = Revocations::new().watch(&user, "");
+    let watch = Revocations::new().watch(&user);
     tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
 }
 
@@ -200,7 +190,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Some(login) if matches && login.is_active => login,
         _ => return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"})),
     };
-    let token = match app.db.tokens.issue(user.id, None).await {
+    let token = match app.lifecycle.issue(&user.user(), None).await {
         Ok(token) => token,
         Err(error) => {
             eprintln!("login: cannot issue a token: {error}");
@@ -231,17 +221,9 @@ fn parse_form(body: &[u8]) -> Option<Credentials> {
 }
 
 async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
-    if let Err(error) = app.db.tokens.revoke(user.token()).await {
+    if let Err(error) = app.lifecycle.revoke(user.token()).await {
         eprintln!("logout: cannot revoke token {}: {error}", user.token_id());
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
-    }
-    app.store.invalidate(user.token()).await;
-    app.revocations.revoke_token(user.token_id());
-    if let Some(bus) = &app.bus {
-        if let Err(error) = bus.publish(&Revocation::Token(user.token_id())).await {
-            // The other processes still notice at their next revalidation.
-            eprintln!("logout: cannot tell the other processes: {error}");
-        }
     }
     let clear = HeaderValue::from_static("key=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
     (StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response()
@@ -271,6 +253,6 @@ async fn me(user: AuthenticatedUser<ChatUser>) -> Response {
 async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgrade: WebSocketUpgrade) -> Response {
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
-    let watch = app.revocations.watch(&user, user.user.id.to_string());
+    let watch = app.lifecycle.watch(&user);
     tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
 }

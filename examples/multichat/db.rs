@@ -8,18 +8,25 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use ws_token_auth::store::{SqlPool, SqlTokenStore, UsersTable};
+use ws_token_auth::store::{SqlTokenStore, UsersTable};
+use ws_token_auth::{ManageTokens, TokenUser};
 
 /// Errors of the example's own code.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The app's own database connection, for its own queries.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
 
 /// Runs `$body` with `$pool` bound to the SQLite or the PostgreSQL pool.
 macro_rules! with_pool {
     ($pool:expr, $p:ident => $body:expr) => {
         match $pool {
-            SqlPool::Sqlite($p) => $body,
-            SqlPool::Postgres($p) => $body,
-            _ => unreachable!("the example builds with both drivers"),
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
         }
     };
 }
@@ -30,6 +37,13 @@ pub(crate) struct ChatUser {
     pub(crate) id: i64,
     pub(crate) username: String,
     pub(crate) is_staff: bool,
+}
+
+impl TokenUser for ChatUser {
+    type Id = i64;
+    fn id(&self) -> i64 {
+        self.id
+    }
 }
 
 /// A room.
@@ -47,6 +61,14 @@ pub(crate) struct Login {
     pub(crate) username: String,
     pub(crate) password_hash: String,
     pub(crate) is_active: bool,
+    pub(crate) is_staff: bool,
+}
+
+impl Login {
+    /// The user this login is, as the chat sees it.
+    pub(crate) fn user(&self) -> ChatUser {
+        ChatUser { id: self.id, username: self.username.clone(), is_staff: self.is_staff }
+    }
 }
 
 const SQLITE_SCHEMA: &str = "
@@ -79,7 +101,7 @@ ON CONFLICT (id) DO NOTHING;";
 /// The database and the token store on it.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
-    pub(crate) pool: SqlPool,
+    pub(crate) pool: Pool,
     pub(crate) tokens: SqlTokenStore<ChatUser>,
 }
 
@@ -87,7 +109,7 @@ impl Db {
     /// Opens `url` (`sqlite://FILE` or `postgres://...`), creating the SQLite
     /// file, the schema and the two rooms where missing.
     pub(crate) async fn open(url: &str) -> Result<Self, Error> {
-        let pool: SqlPool = if url.starts_with("sqlite:") {
+        let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -96,7 +118,7 @@ impl Db {
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
             sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await?;
             sqlx::raw_sql(ROOMS_SCHEMA).execute(&pool).await?;
-            pool.into()
+            Pool::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool =
                 PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(3)).connect(url).await?;
@@ -107,12 +129,15 @@ impl Db {
             sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut *tx).await?;
             sqlx::raw_sql(ROOMS_SCHEMA).execute(&mut *tx).await?;
             tx.commit().await?;
-            pool.into()
+            Pool::Postgres(pool)
         } else {
             return Err(format!("unsupported database URL {url:?}: use sqlite://FILE or postgres://...").into());
         };
         let users = UsersTable::new("chat_users")?.active_column("is_active")?;
-        let tokens = SqlTokenStore::new(pool.clone(), users);
+        let tokens = match &pool {
+            Pool::Sqlite(p) => SqlTokenStore::new(p.clone(), users),
+            Pool::Postgres(p) => SqlTokenStore::new(p.clone(), users),
+        };
         tokens.migrate().await?;
         Ok(Self { pool, tokens })
     }
@@ -140,28 +165,35 @@ impl Db {
     }
 
     /// Creates the users that do not exist yet, in one transaction; returns
-    /// every name's id.
-    pub(crate) async fn ensure_users(&self, names: &[String], password_hash: &str) -> Result<Vec<i64>, Error> {
+    /// every name's user.
+    pub(crate) async fn ensure_users(&self, names: &[String], password_hash: &str) -> Result<Vec<ChatUser>, Error> {
         let insert =
             "INSERT INTO chat_users (username, password_hash) VALUES ($1, $2) ON CONFLICT (username) DO NOTHING";
-        let select = "SELECT id FROM chat_users WHERE username = $1";
-        let mut ids = Vec::with_capacity(names.len());
+        let select = "SELECT id, username, is_staff FROM chat_users WHERE username = $1";
+        let mut users = Vec::with_capacity(names.len());
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             for name in names {
                 sqlx::query(insert).bind(name).bind(password_hash).execute(&mut *tx).await?;
-                let (id,): (i64,) = sqlx::query_as(select).bind(name).fetch_one(&mut *tx).await?;
-                ids.push(id);
+                users.push(sqlx::query_as(select).bind(name).fetch_one(&mut *tx).await?);
             }
             tx.commit().await?;
         });
-        Ok(ids)
+        Ok(users)
     }
 
     /// A user's login data.
     pub(crate) async fn login(&self, name: &str) -> Result<Option<Login>, Error> {
-        let sql = "SELECT id, username, password_hash, is_active FROM chat_users WHERE username = $1";
+        let sql = "SELECT id, username, password_hash, is_active, is_staff FROM chat_users WHERE username = $1";
         Ok(with_pool!(&self.pool, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await)?)
+    }
+
+    /// A fresh token for the user with id `id`, valid for `ttl` or until revoked.
+    pub(crate) async fn issue_token(&self, id: i64, ttl: Option<Duration>) -> Result<ws_token_auth::Token, Error> {
+        let sql = "SELECT id, username, is_staff FROM chat_users WHERE id = $1";
+        let user: Option<ChatUser> = with_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let user = user.ok_or_else(|| format!("no user with id {id}"))?;
+        Ok(self.tokens.issue(&user, ttl).await?)
     }
 
     /// A user's id.

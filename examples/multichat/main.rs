@@ -1,7 +1,8 @@
 //! multichat: the showcase of ws-token-auth. A chat server that speaks the
 //! protocol of the classic Django Channels "multichat" example (see
-//! `../shared/PROTOCOL.md`), so its web and Android clients work unchanged,
-//! with the handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`.
+//! PROTOCOL.md), so its web and Android clients work unchanged, with the
+//! handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`, and every
+//! token change made through one `Lifecycle`.
 //!
 //! ```sh
 //! cargo run --example multichat                      # serve on 127.0.0.1:8000, SQLite file multichat.db
@@ -23,11 +24,13 @@ pub(crate) mod relay;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ws_token_auth::live::CloseReason;
-use ws_token_auth::live::redis::{Revocation, RevocationBus};
-use ws_token_auth::{OriginPolicy, Token};
+use std::sync::Arc;
 
-use self::db::{Db, Error, hash_password};
+use ws_token_auth::live::redis::RevocationBus;
+use ws_token_auth::store::SqlTokenStore;
+use ws_token_auth::{Lifecycle, OriginPolicy, Token};
+
+use self::db::{ChatUser, Db, Error, hash_password};
 
 /// How long a client has to send a request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -36,9 +39,11 @@ const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
 commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
         [--secure-cookies] [--revalidate-secs 60]
-  create-user NAME [--password PW] [--staff]
+  create-user NAME [--password PW] [--staff] [--token-ttl SECS]
+  issue-token NAME [--ttl SECS]
   seed-users --count N [--prefix user] [--password PW]
   revoke TOKEN [--redis-url URL] | revoke --user NAME [--redis-url URL]
+  deactivate NAME [--redis-url URL] | activate NAME [--redis-url URL]
 --database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
 
 /// A parsed command line.
@@ -57,6 +62,11 @@ pub(crate) enum Command {
         name: String,
         password: Option<String>,
         staff: bool,
+        token_ttl: Option<u64>,
+    },
+    IssueToken {
+        name: String,
+        ttl: Option<u64>,
     },
     SeedUsers {
         count: usize,
@@ -66,6 +76,12 @@ pub(crate) enum Command {
     Revoke {
         token: Option<String>,
         user: Option<String>,
+        redis_url: Option<String>,
+    },
+    /// `deactivate` (active: false) or `activate` (active: true).
+    SetActive {
+        name: String,
+        active: bool,
         redis_url: Option<String>,
     },
 }
@@ -143,9 +159,15 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
             }
         }
         "create-user" => {
-            allowed(&["--password", "--staff"])?;
+            allowed(&["--password", "--staff", "--token-ttl"])?;
             let [name] = &positional[..] else { return Err("create-user: give one NAME".into()) };
-            Command::CreateUser { name: name.clone(), password: take("--password"), staff: has("--staff") }
+            let token_ttl = seconds("--token-ttl", take("--token-ttl"))?;
+            Command::CreateUser { name: name.clone(), password: take("--password"), staff: has("--staff"), token_ttl }
+        }
+        "issue-token" => {
+            allowed(&["--ttl"])?;
+            let [name] = &positional[..] else { return Err("issue-token: give one NAME".into()) };
+            Command::IssueToken { name: name.clone(), ttl: seconds("--ttl", take("--ttl"))? }
         }
         "seed-users" => {
             allowed(&["--count", "--prefix", "--password"])?;
@@ -165,9 +187,21 @@ pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String
                 _ => return Err("revoke: give either TOKEN or --user NAME".into()),
             }
         }
+        "deactivate" | "activate" => {
+            allowed(&["--redis-url"])?;
+            let [user] = &positional[..] else { return Err(format!("{name}: give one NAME")) };
+            Command::SetActive { name: user.clone(), active: name == "activate", redis_url: take("--redis-url") }
+        }
         other => return Err(format!("unknown command {other:?}")),
     };
     Ok((database_url, command))
+}
+
+/// A positive whole number of seconds, if given.
+fn seconds(flag: &str, value: Option<String>) -> Result<Option<u64>, String> {
+    value
+        .map(|secs| secs.parse().ok().filter(|s| *s > 0).ok_or(format!("{flag} {secs}: a positive number of seconds")))
+        .transpose()
 }
 
 #[tokio::main]
@@ -194,18 +228,25 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Closes the revoked sockets on every `serve` process: at once through Redis,
-/// else they notice at their next revalidation.
-async fn tell_servers(redis_url: Option<&str>, database_url: &str, revocation: Revocation) -> Result<(), Error> {
+/// The lifecycle of a one-off command: the token table, and with
+/// `--redis-url` the bus, so that every `serve` process hears the change at
+/// once (else they notice at their next revalidation).
+async fn lifecycle(
+    db: &Db,
+    redis_url: Option<&str>,
+    database_url: &str,
+) -> Result<Lifecycle<SqlTokenStore<ChatUser>>, Error> {
+    let lifecycle = Lifecycle::new(Arc::new(db.tokens.clone()));
     match redis_url {
         Some(redis_url) => {
             let (_, channel) = relay::channels(database_url);
-            RevocationBus::connect(redis_url, channel).await?.publish(&revocation).await?;
-            eprintln!("told the servers through Redis");
+            Ok(lifecycle.with_bus(RevocationBus::connect(redis_url, channel).await?))
         }
-        None => eprintln!("running servers close the sockets at their next revalidation (--redis-url: at once)"),
+        None => {
+            eprintln!("running servers act on this at their next revalidation (--redis-url: at once)");
+            Ok(lifecycle)
+        }
     }
-    Ok(())
 }
 
 async fn run(url: &str, command: Command) -> Result<(), Error> {
@@ -233,8 +274,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             };
             // Tokens revoked behind this process's back (another process, the
             // database itself) close their sockets within this interval.
-            let store = std::sync::Arc::new(app.db.tokens.clone());
-            app.revocations.revalidate(store, std::time::Duration::from_secs(revalidate_secs));
+            app.lifecycle.revalidate_every(std::time::Duration::from_secs(revalidate_secs));
             let listener = tokio::net::TcpListener::bind(bind).await?;
             println!("http://{}", listener.local_addr()?);
             if insecure_no_auth {
@@ -246,7 +286,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
             api::serve(listener, api::router(app, origin), HEADER_TIMEOUT).await;
         }
-        Command::CreateUser { name, password, staff } => {
+        Command::CreateUser { name, password, staff, token_ttl } => {
             let password = password.unwrap_or_else(|| {
                 let generated = Token::generate().expose_secret()[..20].to_owned();
                 eprintln!("password for {name}: {generated}");
@@ -254,17 +294,26 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             });
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             let id = db.create_user(&name, &hash, staff).await?;
-            let token = db.tokens.issue(id, None).await?;
+            let user = ChatUser { id, username: name.clone(), is_staff: staff };
+            let ttl = token_ttl.map(std::time::Duration::from_secs);
+            let token = Lifecycle::new(Arc::new(db.tokens.clone())).issue(&user, ttl).await?;
             eprintln!("created user {name}{}", if staff { " (staff)" } else { "" });
+            println!("{}", token.expose_secret());
+        }
+        Command::IssueToken { name, ttl } => {
+            let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
+            let token = db.issue_token(id, ttl.map(std::time::Duration::from_secs)).await?;
+            eprintln!("issued a token for {name}");
             println!("{}", token.expose_secret());
         }
         Command::SeedUsers { count, prefix, password } => {
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             let names: Vec<String> = (1..=count).map(|i| format!("{prefix}{i}")).collect();
-            let ids = db.ensure_users(&names, &hash).await?;
+            let users = db.ensure_users(&names, &hash).await?;
+            let lifecycle = Lifecycle::new(Arc::new(db.tokens.clone()));
             let mut out = String::with_capacity(count * 80);
-            for (name, id) in names.iter().zip(ids) {
-                let token = db.tokens.issue(id, None).await?;
+            for (name, user) in names.iter().zip(users) {
+                let token = lifecycle.issue(&user, None).await?;
                 out.push_str(name);
                 out.push(' ');
                 out.push_str(token.expose_secret());
@@ -275,16 +324,24 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
         }
         Command::Revoke { token: Some(token), redis_url, .. } => {
             let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
-            let revoked = db.tokens.revoke(&token).await?;
-            tell_servers(redis_url.as_deref(), url, Revocation::Token(token.id())).await?;
+            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke(&token).await?;
             println!("{}", u8::from(revoked));
         }
         Command::Revoke { user: Some(name), redis_url, .. } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            let revoked = db.tokens.revoke_user(id).await?;
-            let revocation = Revocation::User { key: id.to_string(), reason: CloseReason::Revoked };
-            tell_servers(redis_url.as_deref(), url, revocation).await?;
+            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke_user(&id).await?;
             println!("{revoked}");
+        }
+        Command::SetActive { name, active, redis_url } => {
+            let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
+            let lifecycle = lifecycle(&db, redis_url.as_deref(), url).await?;
+            if active {
+                lifecycle.let_in(&id).await?;
+                eprintln!("activated {name}");
+            } else {
+                lifecycle.lock_out(&id).await?;
+                eprintln!("deactivated {name}: its sockets close with 4403");
+            }
         }
         Command::Revoke { .. } => unreachable!("parse requires TOKEN or --user"),
     }

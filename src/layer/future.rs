@@ -4,39 +4,38 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::header::WWW_AUTHENTICATE;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::authenticator::{Authenticator, Lookup};
 use crate::extract::CredentialKind;
-use crate::rejection::{Rejection, RejectionResponder};
+use crate::rejection::Rejection;
 use crate::store::TokenStore;
 
 pin_project! {
     /// The response future of [`TokenAuth`](super::TokenAuth): waits for the
     /// store, then for the inner service (or yields the refusal).
-    pub struct ResponseFuture<S, ReqBody, St, R>
+    pub struct ResponseFuture<S, ReqBody, St>
     where
         S: Service<Request<ReqBody>>,
         St: TokenStore,
     {
         #[pin]
-        state: State<S, ReqBody, St, R>,
+        state: State<S, ReqBody, St>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, ReqBody, St, R>
+    enum State<S, ReqBody, St>
     where
         S: Service<Request<ReqBody>>,
         St: TokenStore,
     {
         Lookup {
             lookup: Lookup<St::User>,
-            pending: Option<Pending<S, ReqBody, St, R>>,
+            pending: Option<Pending<S, ReqBody, St>>,
         },
         Inner {
             #[pin]
@@ -49,15 +48,14 @@ pin_project! {
 }
 
 /// What the lookup state keeps until the store answers.
-struct Pending<S, ReqBody, St, R> {
+struct Pending<S, ReqBody, St> {
     kind: CredentialKind,
     inner: S,
     req: Request<ReqBody>,
     auth: Authenticator<St>,
-    responder: R,
 }
 
-impl<S, ReqBody, St, R> std::fmt::Debug for ResponseFuture<S, ReqBody, St, R>
+impl<S, ReqBody, St> std::fmt::Debug for ResponseFuture<S, ReqBody, St>
 where
     S: Service<Request<ReqBody>>,
     St: TokenStore,
@@ -72,11 +70,11 @@ where
     }
 }
 
-impl<S, ReqBody, St, R, ResBody> ResponseFuture<S, ReqBody, St, R>
+impl<S, ReqBody, St, ResBody> ResponseFuture<S, ReqBody, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: TokenStore,
-    R: RejectionResponder<ResBody>,
+    ResBody: From<String>,
 {
     pub(super) fn lookup(
         lookup: Lookup<St::User>,
@@ -84,9 +82,8 @@ where
         inner: S,
         req: Request<ReqBody>,
         auth: Authenticator<St>,
-        responder: R,
     ) -> Self {
-        let pending = Some(Pending { kind, inner, req, auth, responder });
+        let pending = Some(Pending { kind, inner, req, auth });
         Self { state: State::Lookup { lookup, pending } }
     }
 
@@ -94,31 +91,16 @@ where
         Self { state: State::Inner { future } }
     }
 
-    pub(super) fn rejected(auth: &Authenticator<St>, responder: &R, rejection: &Rejection) -> Self {
-        Self { state: State::Done { response: Some(refusal(auth, responder, rejection)) } }
+    pub(super) fn rejected(auth: &Authenticator<St>, rejection: &Rejection) -> Self {
+        Self { state: State::Done { response: Some(auth.refusal(rejection).map(ResBody::from)) } }
     }
 }
 
-/// The responder's answer, with the challenge on a 401 and the kind in the
-/// extensions.
-fn refusal<St, R, B>(auth: &Authenticator<St>, responder: &R, rejection: &Rejection) -> Response<B>
-where
-    St: TokenStore,
-    R: RejectionResponder<B>,
-{
-    let mut response = responder.respond(rejection);
-    if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(WWW_AUTHENTICATE) {
-        response.headers_mut().insert(WWW_AUTHENTICATE, auth.challenge().clone());
-    }
-    response.extensions_mut().insert(rejection.kind());
-    response
-}
-
-impl<S, ReqBody, St, R, ResBody> Future for ResponseFuture<S, ReqBody, St, R>
+impl<S, ReqBody, St, ResBody> Future for ResponseFuture<S, ReqBody, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: TokenStore,
-    R: RejectionResponder<ResBody>,
+    ResBody: From<String>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -127,17 +109,17 @@ where
             let mut this = self.as_mut().project();
             let next = match this.state.as_mut().project() {
                 StateProj::Lookup { lookup, pending } => {
-                    let (token, answer) = ready!(lookup.as_mut().poll(cx));
-                    let Pending { kind, mut inner, mut req, auth, responder } =
+                    let (token, asked_at, answer) = ready!(lookup.as_mut().poll(cx));
+                    let Pending { kind, mut inner, mut req, auth } =
                         pending.take().expect("ResponseFuture polled after completion");
-                    match auth.finish(kind, token, answer) {
+                    match auth.finish(kind, token, asked_at, answer) {
                         Ok(identity) => {
-                            identity.insert_into(req.extensions_mut());
+                            identity.insert_into(req.extensions_mut(), auth.refusals().clone());
                             State::Inner { future: inner.call(req) }
                         }
                         Err(rejection) => {
                             drop(inner);
-                            State::Done { response: Some(refusal(&auth, &responder, &rejection)) }
+                            State::Done { response: Some(auth.refusal(&rejection).map(ResBody::from)) }
                         }
                     }
                 }

@@ -7,27 +7,25 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use crate::authenticator::{Authenticator, Begin};
-use crate::rejection::RejectionResponder;
 use crate::store::TokenStore;
 
 /// Authenticates each request, then calls the inner service or refuses.
 /// Made by [`TokenAuthLayer`](crate::TokenAuthLayer).
 #[derive(Debug)]
-pub struct TokenAuth<S, St, R> {
+pub struct TokenAuth<S, St> {
     inner: S,
     auth: Authenticator<St>,
-    responder: R,
 }
 
-impl<S: Clone, St, R: Clone> Clone for TokenAuth<S, St, R> {
+impl<S: Clone, St> Clone for TokenAuth<S, St> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), auth: self.auth.clone(), responder: self.responder.clone() }
+        Self { inner: self.inner.clone(), auth: self.auth.clone() }
     }
 }
 
-impl<S, St, R> TokenAuth<S, St, R> {
-    pub(crate) fn new(inner: S, auth: Authenticator<St>, responder: R) -> Self {
-        Self { inner, auth, responder }
+impl<S, St> TokenAuth<S, St> {
+    pub(crate) fn new(inner: S, auth: Authenticator<St>) -> Self {
+        Self { inner, auth }
     }
 
     /// The inner service.
@@ -46,15 +44,15 @@ impl<S, St, R> TokenAuth<S, St, R> {
     }
 }
 
-impl<S, St, R, ReqBody, ResBody> Service<Request<ReqBody>> for TokenAuth<S, St, R>
+impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for TokenAuth<S, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     St: TokenStore,
-    R: RejectionResponder<ResBody>,
+    ResBody: From<String>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, St, R>;
+    type Future = ResponseFuture<S, ReqBody, St>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -71,15 +69,16 @@ where
             Ok(Begin::Lookup(credential)) => {
                 let kind = credential.kind();
                 let lookup = self.auth.lookup(credential.into_token());
-                ResponseFuture::lookup(lookup, kind, inner, req, self.auth.clone(), self.responder.clone())
+                ResponseFuture::lookup(lookup, kind, inner, req, self.auth.clone())
             }
             Ok(Begin::Anonymous(anonymous)) => {
-                crate::Identity::<St::User>::Anonymous(anonymous).insert_into(req.extensions_mut());
+                let refusals = self.auth.refusals().clone();
+                crate::Identity::<St::User>::Anonymous(anonymous).insert_into(req.extensions_mut(), refusals);
                 ResponseFuture::inner(inner.call(req))
             }
             // `inner` is dropped here, so whatever its readiness reserved
             // (a semaphore permit, a buffer slot) is released at once.
-            Err(rejection) => ResponseFuture::rejected(&self.auth, &self.responder, &rejection),
+            Err(rejection) => ResponseFuture::rejected(&self.auth, &rejection),
         }
     }
 }

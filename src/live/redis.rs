@@ -1,97 +1,42 @@
-//! Revocations across nodes over Redis pub/sub (feature `redis`).
+//! Access events across nodes over Redis pub/sub (feature `redis`).
 //!
-//! Every node runs one [`RevocationBus`]: [`publish`](RevocationBus::publish)
-//! sends a [`Revocation`] on a Redis channel, and the task started by
-//! [`apply`](RevocationBus::apply) hands every revocation heard on it to the
-//! node's [`Revocations`]. The subscriber reconnects by itself (with backoff,
-//! 250 ms doubling to 5 s); after a gap in which it may have missed messages,
-//! it revalidates every open socket's token with the store once.
+//! Every node connects one [`RevocationBus`] and hands it to its
+//! [`Lifecycle`](crate::Lifecycle) with
+//! [`with_bus`](crate::Lifecycle::with_bus): each revocation, lock-out and
+//! restoration made on any node is then published on a Redis channel and
+//! applied on every node, to its cache and to its open sockets, with its close
+//! reason. The subscriber reconnects by itself (with backoff, 250 ms doubling
+//! to 5 s); after a gap in which it may have missed messages, the lifecycle
+//! revalidates every open socket's token with the store once.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use ws_token_auth::live::{Revocations, redis::{Revocation, RevocationBus}};
-//! use ws_token_auth::MemoryTokenStore;
+//! use ws_token_auth::{Lifecycle, MemoryTokenStore, live::redis::RevocationBus};
 //!
-//! # async fn run(token: ws_token_auth::Token) -> Result<(), Box<dyn std::error::Error>> {
-//! let store = Arc::new(MemoryTokenStore::<String>::new());
-//! let revocations = Revocations::new();
-//! let bus = RevocationBus::connect("redis://127.0.0.1:6379", "myapp:revocations").await?;
-//! bus.apply(revocations.clone(), store);
-//!
-//! // On logout, on any node: every node closes that token's sockets.
-//! bus.publish(&Revocation::Token(token.id())).await?;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = std::sync::Arc::new(MemoryTokenStore::<String>::new());
+//! let bus = RevocationBus::connect("redis://127.0.0.1:6379", "myapp:access").await?;
+//! let lifecycle = Lifecycle::new(store).with_bus(bus);
+//! # let _ = lifecycle;
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::{AsyncCommands, Client, RedisError};
 use futures_util::StreamExt;
 
-use super::{CloseReason, Revocations};
+use super::AccessEvent;
 use crate::redis_conn::{Reconnecting, timed_out};
-use crate::store::TokenStore;
-use crate::token::TokenId;
 
-/// What to close, on every node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Revocation {
-    /// Every socket of this token ([`CloseReason::Revoked`]).
-    Token(TokenId),
-    /// Every socket of this user.
-    User {
-        /// The user key the sockets were registered with.
-        key: String,
-        /// Why they close.
-        reason: CloseReason,
-    },
-}
-
-impl Revocation {
-    /// The message text: `token <id>` or `user <code> <key>`. Holds no secret.
-    #[must_use]
-    pub fn encode(&self) -> String {
-        match self {
-            Self::Token(id) => format!("token {id}"),
-            Self::User { key, reason } => format!("user {} {key}", reason.code()),
-        }
-    }
-
-    /// Reads a message made by [`encode`](Self::encode).
-    #[must_use]
-    pub fn decode(message: &str) -> Option<Self> {
-        match message.split_once(' ')? {
-            ("token", id) => id.parse().ok().map(Self::Token),
-            ("user", rest) => {
-                let (code, key) = rest.split_once(' ')?;
-                let reason = match code {
-                    "4401" => CloseReason::Revoked,
-                    "4403" => CloseReason::AccessLost,
-                    _ => return None,
-                };
-                Some(Self::User { key: key.to_owned(), reason })
-            }
-            _ => None,
-        }
-    }
-
-    /// Applies the revocation to a node's registry; returns how many sockets closed.
-    pub fn apply(&self, revocations: &Revocations) -> usize {
-        match self {
-            Self::Token(id) => revocations.revoke_token(*id),
-            Self::User { key, reason } => revocations.revoke_user(key, *reason),
-        }
-    }
-}
-
-/// Redis could not be reached or refused a command.
+/// Redis could not be reached or refused a command; the cause is its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
-#[error("redis: {0}")]
+#[error("revocation bus: redis failed")]
 pub struct BusError(#[from] RedisError);
 
-/// Publishes and applies revocations over one Redis channel.
+/// Publishes and hears [`AccessEvent`]s over one Redis channel.
 #[derive(Clone)]
 pub struct RevocationBus {
     publisher: Arc<Reconnecting>,
@@ -124,43 +69,34 @@ impl RevocationBus {
         &self.channel
     }
 
-    /// Sends `revocation` to every node (this one included, when it applies the bus).
+    /// Sends `event` to every node (this one included, when it listens).
     ///
     /// # Errors
     /// [`BusError`] if Redis does not take the message.
-    pub async fn publish(&self, revocation: &Revocation) -> Result<(), BusError> {
-        let (channel, message) = (self.channel.clone(), revocation.encode());
+    pub async fn publish(&self, event: &AccessEvent) -> Result<(), BusError> {
+        let (channel, message) = (self.channel.clone(), event.to_string());
         let _receivers: usize =
             self.publisher.run(|mut conn| async move { conn.publish(channel, message).await }).await?;
         Ok(())
     }
 
-    /// Spawns the task that applies every revocation heard on the channel to
-    /// `revocations`, reconnecting by itself; after each reconnection it
-    /// revalidates the open sockets' tokens with `store`, for what it may have
-    /// missed. The task ends when every clone of `revocations`' registry is
-    /// dropped and a message or a reconnection comes.
-    pub fn apply<St: TokenStore>(&self, revocations: Revocations, store: Arc<St>) -> tokio::task::JoinHandle<()> {
-        self.apply_with(revocations, store, |_| async {})
-    }
-
-    /// [`apply`](Self::apply), also calling `on_revocation` with every
-    /// revocation heard: to drop a cached answer on every node, say
-    /// (`CachedTokenStore::invalidate_id`).
-    pub fn apply_with<St, F, Fut>(
+    /// Spawns the task that hears the channel, reconnecting by itself: it
+    /// calls `on_event` with every event heard, and `on_gap` after each
+    /// reconnection (for what it may have missed). The task ends when
+    /// `on_event` returns `false` (its node is gone) or `alive` says so.
+    pub(crate) fn listen<E, EF, G, GF>(
         &self,
-        revocations: Revocations,
-        store: Arc<St>,
-        on_revocation: F,
+        on_event: E,
+        on_gap: G,
+        alive: impl Fn() -> bool + Send + 'static,
     ) -> tokio::task::JoinHandle<()>
     where
-        St: TokenStore,
-        F: Fn(Revocation) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
+        E: Fn(AccessEvent) -> EF + Send + Sync + 'static,
+        EF: Future<Output = bool> + Send,
+        G: Fn() -> GF + Send + Sync + 'static,
+        GF: Future<Output = ()> + Send,
     {
         let (client, channel) = (self.publisher.client().clone(), self.channel.clone());
-        let registry = Arc::downgrade(&revocations.inner);
-        drop(revocations);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             let mut gap = false;
@@ -168,32 +104,36 @@ impl RevocationBus {
                 match subscribe(&client, &channel).await {
                     Ok(mut pubsub) => {
                         backoff = Duration::from_millis(250);
-                        let Some(inner) = registry.upgrade() else { return };
-                        let revocations = Revocations { inner };
                         if gap {
                             tracing::info!(target: "ws_token_auth", %channel, "revocation bus reconnected; revalidating");
-                            revocations.revalidate_once(&*store).await;
+                            on_gap().await;
                         }
-                        drop(revocations);
                         let mut messages = pubsub.on_message();
                         while let Some(message) = messages.next().await {
-                            let Some(inner) = registry.upgrade() else { return };
                             let text = String::from_utf8_lossy(message.get_payload_bytes());
-                            match Revocation::decode(&text) {
-                                Some(revocation) => {
-                                    revocation.apply(&Revocations { inner });
-                                    on_revocation(revocation).await;
+                            match text.parse::<AccessEvent>() {
+                                Ok(event) => {
+                                    if !on_event(event).await {
+                                        return;
+                                    }
                                 }
-                                None => tracing::warn!(target: "ws_token_auth", %channel, "unknown revocation message"),
+                                Err(error) => {
+                                    tracing::warn!(target: "ws_token_auth", %channel, %error, "message ignored")
+                                }
                             }
                         }
                         tracing::warn!(target: "ws_token_auth", %channel, "revocation bus lost its connection");
                     }
                     Err(error) => {
-                        tracing::warn!(target: "ws_token_auth", %channel, %error, "revocation bus cannot subscribe");
+                        tracing::warn!(
+                            target: "ws_token_auth",
+                            %channel,
+                            error = %crate::authenticator::ErrorChain(&error),
+                            "revocation bus cannot subscribe",
+                        );
                     }
                 }
-                if registry.strong_count() == 0 {
+                if !alive() {
                     return;
                 }
                 gap = true;
@@ -211,24 +151,4 @@ async fn subscribe(client: &Client, channel: &str) -> Result<::redis::aio::PubSu
         Ok(pubsub)
     };
     tokio::time::timeout(Duration::from_secs(5), connect).await.unwrap_or_else(|_| Err(timed_out()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_round_trip_and_junk_is_refused() {
-        let id: TokenId = "0123456789abcdef".parse().unwrap();
-        for revocation in [
-            Revocation::Token(id),
-            Revocation::User { key: "42".into(), reason: CloseReason::Revoked },
-            Revocation::User { key: "a user with spaces".into(), reason: CloseReason::AccessLost },
-        ] {
-            assert_eq!(Revocation::decode(&revocation.encode()), Some(revocation));
-        }
-        for junk in ["", "token", "token xyz", "user 4401", "user 1000 bob", "hello world"] {
-            assert_eq!(Revocation::decode(junk), None, "{junk:?}");
-        }
-    }
 }

@@ -4,8 +4,14 @@
 //!
 //! - valid tokens for up to `positive_ttl` (default 30 s, and never past the
 //!   token's own expiry), unknown ones for up to `negative_ttl` (default 5 s):
-//!   these TTLs bound how stale an answer may be, so keep them short, and call
-//!   [`invalidate`](CachedTokenStore::invalidate) on logout;
+//!   these TTLs bound how stale an answer may be for a change made behind the
+//!   cache's back (straight in the database, by a node with no bus);
+//! - every change made through it ([`ManageTokens`]) or heard from another
+//!   node ([`ManageTokens::heard`]) takes effect at once: a revoked token, a
+//!   revoked or locked-out user is never answered from the cache again, and a
+//!   user let back in is never refused from it, also when a lookup that began
+//!   before the change ends after it (each answer remembers when its lookup
+//!   began, and is trusted only if that was after every change concerning it);
 //! - errors are never cached: the next request asks the store again;
 //! - concurrent lookups of one token share one call to the inner store
 //!   (request coalescing): a burst of handshakes with one token costs one
@@ -15,39 +21,110 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use ws_token_auth::{MemoryTokenStore, TokenAuthLayer, store::CachedTokenStore};
+//! use ws_token_auth::{Authenticator, MemoryTokenStore, store::CachedTokenStore};
 //!
 //! let store = CachedTokenStore::new(MemoryTokenStore::<String>::new())
 //!     .positive_ttl(Duration::from_secs(10))
 //!     .negative_ttl(Duration::from_secs(2));
-//! let layer = TokenAuthLayer::new(store);
-//! # let _ = layer;
+//! let auth = Authenticator::new(store);
+//! # let _ = auth;
 //! ```
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{Authenticated, StoreError, TokenStore};
+use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use crate::live::AccessEvent;
 use crate::token::{DIGEST_LEN, Token, TokenId};
 
 /// Keys are token ids; a value is the token's full digest (checked on every
-/// hit, so two tokens that share an id never share an answer) and the inner
-/// store's answer. Keyed by id so that a revocation heard from another node,
-/// which names only the id, can drop the entry.
+/// hit, so two tokens that share an id never share an answer), the inner
+/// store's answer, and when the lookup that got it began. Keyed by id so that
+/// an event heard from another node, which names only the id, can drop it.
 #[derive(Clone)]
 struct Entry<U> {
     digest: [u8; DIGEST_LEN],
     answer: Option<Authenticated<U>>,
+    asked_at: Instant,
+}
+
+/// The changes of the last while, by when they were made here: an answer
+/// whose lookup began before a change concerning it is not trusted.
+#[derive(Debug, Default)]
+struct Changes {
+    tokens: HashMap<TokenId, Instant>,
+    users: HashMap<String, Instant>,
+    /// When a user was last let back in: refusals asked before are not trusted.
+    restored: Option<Instant>,
+    order: VecDeque<(Instant, Change)>,
+}
+
+#[derive(Debug)]
+enum Change {
+    Token(TokenId),
+    User(String),
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.users.is_empty() && self.restored.is_none()
+    }
+
+    /// Forgets changes older than `keep`: every answer asked before them has
+    /// expired by then.
+    fn forget_old(&mut self, now: Instant, keep: Duration) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) <= keep {
+                break;
+            }
+            let Some((at, change)) = self.order.pop_front() else { break };
+            match change {
+                Change::Token(id) if self.tokens.get(&id) == Some(&at) => {
+                    self.tokens.remove(&id);
+                }
+                Change::User(user) if self.users.get(&user) == Some(&at) => {
+                    self.users.remove(&user);
+                }
+                _ => {}
+            }
+        }
+        if self.restored.is_some_and(|at| now.saturating_duration_since(at) > keep) {
+            self.restored = None;
+        }
+    }
+
+    fn record(&mut self, change: Change, keep: Duration) {
+        let now = Instant::now();
+        self.forget_old(now, keep);
+        match &change {
+            Change::Token(id) => self.tokens.insert(*id, now),
+            Change::User(user) => self.users.insert(user.clone(), now),
+        };
+        self.order.push_back((now, change));
+    }
+
+    fn trusts<U: TokenUser>(&self, id: TokenId, entry: &Entry<U>) -> bool {
+        let before = |at: Option<&Instant>| at.is_some_and(|at| *at >= entry.asked_at);
+        match &entry.answer {
+            Some(found) => {
+                !before(self.tokens.get(&id))
+                    && (self.users.is_empty() || !before(self.users.get(&found.user.id().to_string())))
+            }
+            None => !before(self.restored.as_ref()),
+        }
+    }
 }
 
 /// A caching decorator over a [`TokenStore`]. See the [module docs](self).
 pub struct CachedTokenStore<S: TokenStore> {
     inner: S,
     cache: Cache<TokenId, Entry<S::User>>,
+    changes: Arc<RwLock<Changes>>,
     positive_ttl: Duration,
     negative_ttl: Duration,
     max_entries: u64,
@@ -82,8 +159,18 @@ impl<U> Expiry<TokenId, Entry<U>> for PerEntry {
     }
 }
 
+/// How long past the TTLs a change is remembered: longer than a lookup of
+/// the inner store can take (the layer's store timeout is 5 s by default).
+const LOOKUP_MARGIN: Duration = Duration::from_secs(60);
+
 impl<S: TokenStore> CachedTokenStore<S> {
     /// A cache over `inner` with the default TTLs and size.
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new());
+    /// # let _ = store;
+    /// ```
     pub fn new(inner: S) -> Self {
         Self::build(inner, Duration::from_secs(30), Duration::from_secs(5), 100_000)
     }
@@ -93,59 +180,129 @@ impl<S: TokenStore> CachedTokenStore<S> {
             .max_capacity(max_entries)
             .expire_after(PerEntry { positive: positive_ttl, negative: negative_ttl })
             .build();
-        Self { inner, cache, positive_ttl, negative_ttl, max_entries }
+        Self { inner, cache, changes: Arc::default(), positive_ttl, negative_ttl, max_entries }
     }
 
     /// Sets how long a valid token's answer is kept (default 30 s): how long a
-    /// token revoked elsewhere may still be accepted by this node.
+    /// token revoked behind the cache's back may still be accepted here.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new()).positive_ttl(Duration::from_secs(5));
+    /// # let _ = store;
+    /// ```
     #[must_use]
     pub fn positive_ttl(self, ttl: Duration) -> Self {
         Self::build(self.inner, ttl, self.negative_ttl, self.max_entries)
     }
 
     /// Sets how long an unknown token's answer is kept (default 5 s): how long
-    /// a token issued elsewhere may still be refused by this node.
+    /// a token issued behind the cache's back may still be refused here.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new()).negative_ttl(Duration::from_secs(1));
+    /// # let _ = store;
+    /// ```
     #[must_use]
     pub fn negative_ttl(self, ttl: Duration) -> Self {
         Self::build(self.inner, self.positive_ttl, ttl, self.max_entries)
     }
 
     /// Sets the most entries kept (default 100,000).
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new()).max_entries(1_000);
+    /// # let _ = store;
+    /// ```
     #[must_use]
     pub fn max_entries(self, max: u64) -> Self {
         Self::build(self.inner, self.positive_ttl, self.negative_ttl, max)
     }
 
     /// The inner store.
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new());
+    /// assert!(store.inner().is_empty());
+    /// ```
     pub fn inner(&self) -> &S {
         &self.inner
     }
 
-    /// Forgets the answer for `token` (call it on logout, with the revoke).
-    pub async fn invalidate(&self, token: &Token) {
-        self.cache.invalidate(&token.id()).await;
-    }
-
-    /// Forgets the answer for the token with id `id`: for revocations heard
-    /// from other nodes, which carry only the id.
-    pub async fn invalidate_id(&self, id: TokenId) {
-        self.cache.invalidate(&id).await;
-    }
-
-    /// Forgets every answer.
+    /// Forgets every answer (the changes it knows of stay in force).
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// CachedTokenStore::new(MemoryTokenStore::<String>::new()).invalidate_all();
+    /// ```
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
     }
 
     /// Applies pending evictions and expirations now (moka applies them
     /// lazily, as lookups come): for tests and for exact metrics.
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = CachedTokenStore::new(MemoryTokenStore::<String>::new());
+    /// store.run_pending_tasks().await;
+    /// assert_eq!(store.entry_count(), 0);
+    /// # }
+    /// ```
     pub async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
     }
 
     /// How many answers are cached (approximately: moka counts lazily).
+    ///
+    /// ```
+    /// # use ws_token_auth::{MemoryTokenStore, store::CachedTokenStore};
+    /// assert_eq!(CachedTokenStore::new(MemoryTokenStore::<String>::new()).entry_count(), 0);
+    /// ```
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
+    }
+
+    fn keep(&self) -> Duration {
+        self.positive_ttl.max(self.negative_ttl) + LOOKUP_MARGIN
+    }
+
+    fn changes(&self) -> std::sync::RwLockReadGuard<'_, Changes> {
+        self.changes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, change: Change) {
+        let keep = self.keep();
+        self.changes.write().unwrap_or_else(PoisonError::into_inner).record(change, keep);
+    }
+
+    async fn token_gone(&self, id: TokenId) {
+        self.record(Change::Token(id));
+        self.cache.invalidate(&id).await;
+    }
+
+    fn user_gone(&self, user: String) {
+        self.record(Change::User(user));
+    }
+
+    fn user_restored(&self) {
+        let keep = self.keep();
+        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        changes.forget_old(now, keep);
+        changes.restored = Some(now);
+    }
+
+    fn trusted(&self, id: TokenId, entry: &Entry<S::User>) -> bool {
+        let changes = self.changes();
+        changes.is_empty() || changes.trusts(id, entry)
     }
 }
 
@@ -165,26 +322,99 @@ impl std::error::Error for Shared {
     }
 }
 
+fn unshare(error: Arc<StoreError>) -> StoreError {
+    match &*error {
+        StoreError::Timeout => StoreError::Timeout,
+        StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
+        _ => StoreError::Backend(Box::new(Shared(error))),
+    }
+}
+
 #[async_trait]
 impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
     type User = S::User;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<S::User>>, StoreError> {
-        let lookup = async {
-            let answer = self.inner.authenticate(token).await?;
-            Ok::<_, StoreError>(Entry { digest: *token.digest(), answer })
-        };
-        let entry = self.cache.try_get_with(token.id(), lookup).await.map_err(|error| match &*error {
-            StoreError::Timeout => StoreError::Timeout,
-            StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
-            _ => StoreError::Backend(Box::new(Shared(error))),
-        })?;
-        let answer = if entry.digest == *token.digest() {
-            entry.answer
-        } else {
-            // Another token with the same id (a 64-bit collision): not cached.
-            self.inner.authenticate(token).await?
-        };
-        Ok(answer.filter(|found| !found.is_expired_at(SystemTime::now())))
+        let id = token.id();
+        // Twice at most: a stale answer is dropped and asked again; if the
+        // fresh ask joined a lookup that began before the change, the store
+        // is asked directly.
+        for _ in 0..2 {
+            let lookup = async {
+                let asked_at = Instant::now();
+                let answer = self.inner.authenticate(token).await?;
+                Ok::<_, StoreError>(Entry { digest: *token.digest(), answer, asked_at })
+            };
+            let entry = self.cache.try_get_with(id, lookup).await.map_err(unshare)?;
+            if entry.digest != *token.digest() {
+                // Another token with the same id (a 64-bit collision): not cached.
+                break;
+            }
+            if self.trusted(id, &entry) {
+                return Ok(entry.answer.filter(|found| !found.is_expired_at(SystemTime::now())));
+            }
+            self.cache.invalidate(&id).await;
+        }
+        self.inner.authenticate(token).await
+    }
+
+    async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<S::User>>, StoreError> {
+        let asked_at = Instant::now();
+        let answer = self.inner.revalidate(token).await?;
+        let answer = answer.filter(|found| !found.is_expired_at(SystemTime::now()));
+        if answer.is_none() {
+            // Whatever the cache held for it, lookups that began before now
+            // are not trusted.
+            self.record(Change::Token(token.id()));
+        }
+        let entry = Entry { digest: *token.digest(), answer: answer.clone(), asked_at };
+        self.cache.insert(token.id(), entry).await;
+        Ok(answer)
+    }
+}
+
+#[async_trait]
+impl<S: ManageTokens> ManageTokens for CachedTokenStore<S> {
+    async fn issue(&self, user: &S::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        self.inner.issue(user, ttl).await
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        // The store first: a lookup between the two would otherwise put the
+        // token back. Answers asked before this point are distrusted anyway.
+        let revoked = self.inner.revoke(token).await?;
+        self.token_gone(token.id()).await;
+        Ok(revoked)
+    }
+
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
+        let revoked = self.inner.revoke_user(id).await?;
+        self.user_gone(id.to_string());
+        Ok(revoked)
+    }
+
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.lock_user(id).await?;
+        self.user_gone(id.to_string());
+        Ok(())
+    }
+
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.unlock_user(id).await?;
+        self.user_restored();
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.inner.purge_expired().await
+    }
+
+    async fn heard(&self, event: &AccessEvent) {
+        match event {
+            AccessEvent::TokenRevoked { id, .. } => self.token_gone(*id).await,
+            AccessEvent::UserRevoked { user, .. } => self.user_gone(user.clone()),
+            AccessEvent::UserRestored { .. } => self.user_restored(),
+        }
+        self.inner.heard(event).await;
     }
 }

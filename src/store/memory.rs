@@ -1,135 +1,169 @@
 //! [`MemoryTokenStore`]: tokens kept in process, as SHA-256 digests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Authenticated, StoreError, TokenStore};
+use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
 use crate::token::{DIGEST_LEN, Token};
 
 /// An in-process token store, for tests, demos and single-node apps.
 ///
 /// Keeps the SHA-256 digest of each token, never the token: a memory dump
 /// does not yield usable credentials. Lookups are by digest (a hash map, not
-/// a scan).
+/// a scan). Manage its tokens through [`ManageTokens`] (or an app's
+/// [`Lifecycle`](crate::Lifecycle)).
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_token_auth::{MemoryTokenStore, TokenStore};
+/// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
 ///
-/// # tokio_test();
-/// # fn tokio_test() { tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ws_token_auth::StoreError> {
 /// let store = MemoryTokenStore::new();
-/// let token = store.issue("alice");
-/// assert_eq!(store.authenticate(&token).await.unwrap().unwrap().user, "alice");
+/// let token = store.issue(&"alice", None).await?;
+/// assert_eq!(store.authenticate(&token).await?.unwrap().user, "alice");
 ///
-/// let short = store.issue_with_ttl("bob", Duration::from_secs(60));
-/// assert_eq!(store.revoke_user(&"alice"), 1);
-/// assert!(store.authenticate(&token).await.unwrap().is_none());
-/// # let _ = short;
-/// # }) }
+/// let _short = store.issue(&"bob", Some(Duration::from_secs(60))).await?;
+/// assert_eq!(store.revoke_user(&"alice").await?, 1);
+/// assert!(store.authenticate(&token).await?.is_none());
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct MemoryTokenStore<U> {
-    tokens: RwLock<HashMap<[u8; DIGEST_LEN], Authenticated<U>>>,
+pub struct MemoryTokenStore<U: TokenUser> {
+    state: RwLock<State<U>>,
 }
 
-impl<U> Default for MemoryTokenStore<U> {
+#[derive(Debug)]
+struct State<U: TokenUser> {
+    tokens: HashMap<[u8; DIGEST_LEN], Authenticated<U>>,
+    locked: HashSet<U::Id>,
+}
+
+impl<U: TokenUser> Default for MemoryTokenStore<U> {
     fn default() -> Self {
-        Self { tokens: RwLock::new(HashMap::new()) }
+        Self { state: RwLock::new(State { tokens: HashMap::new(), locked: HashSet::new() }) }
     }
 }
 
-impl<U: Clone + Send + Sync + 'static> MemoryTokenStore<U> {
+impl<U: TokenUser> MemoryTokenStore<U> {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Makes a new random token for `user` (see [`Token::generate`]), valid until revoked.
-    pub fn issue(&self, user: U) -> Token {
-        let token = Token::generate();
-        self.insert(&token, Authenticated::new(user));
-        token
-    }
-
-    /// Makes a new random token for `user`, valid for `ttl`.
-    pub fn issue_with_ttl(&self, user: U, ttl: Duration) -> Token {
-        let token = Token::generate();
-        self.insert(&token, Authenticated::new(user).with_expiry(SystemTime::now().checked_add(ttl)));
-        token
-    }
-
     /// Stores a token made elsewhere (a known test token, one migrated from
     /// another system), replacing any entry it had.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticated, MemoryTokenStore, Token};
+    ///
+    /// let store = MemoryTokenStore::new();
+    /// store.insert(&Token::new("known-test-token").unwrap(), Authenticated::new("alice"));
+    /// assert_eq!(store.len(), 1);
+    /// ```
     pub fn insert(&self, token: &Token, entry: Authenticated<U>) {
-        self.write().insert(*token.digest(), entry);
-    }
-
-    /// Revokes a token; returns whether it was known.
-    pub fn revoke(&self, token: &Token) -> bool {
-        self.write().remove(token.digest()).is_some()
-    }
-
-    /// Revokes every token whose user matches `predicate`; returns how many.
-    pub fn revoke_where(&self, mut predicate: impl FnMut(&U) -> bool) -> usize {
-        let mut tokens = self.write();
-        let before = tokens.len();
-        tokens.retain(|_, entry| !predicate(&entry.user));
-        before - tokens.len()
-    }
-
-    /// Revokes every token of `user`; returns how many.
-    pub fn revoke_user(&self, user: &U) -> usize
-    where
-        U: PartialEq,
-    {
-        self.revoke_where(|u| u == user)
-    }
-
-    /// Drops the tokens whose expiry has passed; returns how many.
-    pub fn purge_expired(&self) -> usize {
-        let now = SystemTime::now();
-        let mut tokens = self.write();
-        let before = tokens.len();
-        tokens.retain(|_, entry| !entry.is_expired_at(now));
-        before - tokens.len()
+        self.write().tokens.insert(*token.digest(), entry);
     }
 
     /// How many tokens the store holds (expired ones included until purged).
+    ///
+    /// ```
+    /// let store = ws_token_auth::MemoryTokenStore::<String>::new();
+    /// assert_eq!(store.len(), 0);
+    /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.read().tokens.len()
     }
 
     /// Whether the store holds no token.
+    ///
+    /// ```
+    /// assert!(ws_token_auth::MemoryTokenStore::<String>::new().is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The stored keys: the digests, for tests that check no token is kept in clear.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticated, MemoryTokenStore, Token};
+    ///
+    /// let store = MemoryTokenStore::new();
+    /// let token = Token::generate();
+    /// store.insert(&token, Authenticated::new("alice"));
+    /// assert_eq!(store.digests(), vec![*token.digest()]);
+    /// ```
     #[must_use]
     pub fn digests(&self) -> Vec<[u8; DIGEST_LEN]> {
-        self.tokens.read().unwrap_or_else(PoisonError::into_inner).keys().copied().collect()
+        self.read().tokens.keys().copied().collect()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<[u8; DIGEST_LEN], Authenticated<U>>> {
-        // A panic elsewhere while holding the lock leaves the map consistent
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State<U>> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State<U>> {
+        // A panic elsewhere while holding the lock leaves the maps consistent
         // (every operation is a single map call), so poisoning is ignored.
-        self.tokens.write().unwrap_or_else(PoisonError::into_inner)
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[async_trait]
-impl<U: Clone + Send + Sync + 'static> TokenStore for MemoryTokenStore<U> {
+impl<U: TokenUser> TokenStore for MemoryTokenStore<U> {
     type User = U;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
-        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(tokens.get(token.digest()).filter(|entry| !entry.is_expired_at(SystemTime::now())).cloned())
+        let state = self.read();
+        let found = state.tokens.get(token.digest());
+        Ok(found
+            .filter(|entry| !entry.is_expired_at(SystemTime::now()) && !state.locked.contains(&entry.user.id()))
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
+    async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        let token = Token::generate();
+        let expires_at = ttl.and_then(|ttl| SystemTime::now().checked_add(ttl));
+        self.insert(&token, Authenticated::new(user.clone()).with_expiry(expires_at));
+        Ok(token)
+    }
+
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        Ok(self.write().tokens.remove(token.digest()).is_some())
+    }
+
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
+        let mut state = self.write();
+        let before = state.tokens.len();
+        state.tokens.retain(|_, entry| entry.user.id() != *id);
+        Ok((before - state.tokens.len()) as u64)
+    }
+
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.write().locked.insert(id.clone());
+        Ok(())
+    }
+
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.write().locked.remove(id);
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = SystemTime::now();
+        let mut state = self.write();
+        let before = state.tokens.len();
+        state.tokens.retain(|_, entry| !entry.is_expired_at(now));
+        Ok((before - state.tokens.len()) as u64)
     }
 }

@@ -3,7 +3,7 @@
 //! Each token is a key holding its user as JSON, named by the token's SHA-256
 //! digest (the token itself is never stored), with the token's lifetime as the
 //! key's TTL. A set per user lists the user's token digests, for
-//! [`revoke_user`](RedisTokenStore::revoke_user). The store keeps one
+//! [`ManageTokens::revoke_user`], and a key per locked-out user marks it. The store keeps one
 //! multiplexed connection and replaces it by itself when it breaks (also when
 //! a lookup was abandoned by the layer's store timeout); connecting gives up
 //! after 2 s and commands after 2 s, so a Redis outage is a quick 503, never a
@@ -12,14 +12,19 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use ws_token_auth::store::RedisTokenStore;
+//! use ws_token_auth::{ManageTokens, TokenUser, store::RedisTokenStore};
 //!
 //! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct User { id: i64, name: String }
 //!
+//! impl TokenUser for User {
+//!     type Id = i64;
+//!     fn id(&self) -> i64 { self.id }
+//! }
+//!
 //! let store = RedisTokenStore::<User>::connect("redis://127.0.0.1:6379", "myapp").await?;
 //! let alice = User { id: 1, name: "alice".into() };
-//! let token = store.issue("1", &alice, Some(Duration::from_secs(86_400))).await?;
+//! let token = store.issue(&alice, Some(Duration::from_secs(86_400))).await?;
 //! # let _ = token;
 //! # Ok(()) }
 //! ```
@@ -34,7 +39,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Authenticated, StoreError, TokenStore};
+use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
 use crate::redis_conn::{Reconnecting, is_connection_error};
 use crate::token::{Token, hex};
 
@@ -67,9 +72,15 @@ struct Entry<U> {
 
 impl<U> RedisTokenStore<U>
 where
-    U: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + TokenUser,
 {
     /// Connects to Redis at `url`; every key starts with `prefix:`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ws_token_auth::StoreError> {
+    /// let store = ws_token_auth::store::RedisTokenStore::<String>::connect("redis://127.0.0.1", "app").await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`StoreError`] if the URL is invalid or Redis does not answer within 2 s.
@@ -81,6 +92,11 @@ where
 
     /// A store that connects on its first command: it can be made while Redis
     /// is down.
+    ///
+    /// ```
+    /// let store = ws_token_auth::store::RedisTokenStore::<String>::lazy("redis://127.0.0.1:1", "app").unwrap();
+    /// # let _ = store;
+    /// ```
     ///
     /// # Errors
     /// [`StoreError`] if the URL is invalid.
@@ -97,12 +113,43 @@ where
         format!("{}:u:{user_key}", self.prefix)
     }
 
-    /// Makes a new random token for `user`, known as `user_key` to
-    /// [`revoke_user`](Self::revoke_user), valid for `ttl` (or until revoked).
-    ///
-    /// # Errors
-    /// [`StoreError`] if Redis does not take it.
-    pub async fn issue(&self, user_key: &str, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
+    fn locked_key(&self, user_key: &str) -> String {
+        format!("{}:locked:{user_key}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl<U> TokenStore for RedisTokenStore<U>
+where
+    U: Serialize + DeserializeOwned + TokenUser,
+{
+    type User = U;
+
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
+        let key = self.token_key(token);
+        let json: Option<String> =
+            self.conn.run(|mut conn| async move { conn.get(&key).await }).await.map_err(store_error)?;
+        let Some(json) = json else { return Ok(None) };
+        let entry: Entry<U> = serde_json::from_str(&json).map_err(StoreError::backend)?;
+        let locked = self.locked_key(&entry.user_key);
+        let locked: bool =
+            self.conn.run(|mut conn| async move { conn.exists(&locked).await }).await.map_err(store_error)?;
+        if locked {
+            return Ok(None);
+        }
+        let expires_at = entry.expires_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let found = Authenticated::new(entry.user).with_expiry(expires_at);
+        Ok((!found.is_expired_at(SystemTime::now())).then_some(found))
+    }
+}
+
+#[async_trait]
+impl<U> ManageTokens for RedisTokenStore<U>
+where
+    U: Serialize + DeserializeOwned + TokenUser,
+{
+    async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        let user_key = &user.id().to_string();
         let token = Token::generate();
         let expires_at = ttl.and_then(|ttl| SystemTime::now().checked_add(ttl)).map(unix_millis);
         let entry = Entry { user: user.clone(), user_key: user_key.to_owned(), expires_at };
@@ -119,11 +166,7 @@ where
         Ok(token)
     }
 
-    /// Revokes a token; returns whether it was stored.
-    ///
-    /// # Errors
-    /// [`StoreError`] if Redis does not answer.
-    pub async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
         let key = self.token_key(token);
         let json: Option<String> =
             self.conn.run(|mut conn| async move { conn.get(&key).await }).await.map_err(store_error)?;
@@ -138,12 +181,8 @@ where
         Ok(deleted > 0)
     }
 
-    /// Revokes every token of `user_key`; returns how many were still valid.
-    ///
-    /// # Errors
-    /// [`StoreError`] if Redis does not answer.
-    pub async fn revoke_user(&self, user_key: &str) -> Result<u64, StoreError> {
-        let index = self.user_key(user_key);
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
+        let index = self.user_key(&id.to_string());
         let members = index.clone();
         let digests: Vec<String> =
             self.conn.run(|mut conn| async move { conn.smembers(&members).await }).await.map_err(store_error)?;
@@ -154,24 +193,44 @@ where
         let deleted: u64 = self.conn.run(|mut conn| async move { conn.del(keys).await }).await.map_err(store_error)?;
         Ok(deleted.saturating_sub(1).min(tokens as u64))
     }
-}
 
-#[async_trait]
-impl<U> TokenStore for RedisTokenStore<U>
-where
-    U: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    type User = U;
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        let key = self.locked_key(&id.to_string());
+        self.conn.run(|mut conn| async move { conn.set::<_, _, ()>(&key, 1).await }).await.map_err(store_error)
+    }
 
-    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
-        let key = self.token_key(token);
-        let json: Option<String> =
-            self.conn.run(|mut conn| async move { conn.get(&key).await }).await.map_err(store_error)?;
-        let Some(json) = json else { return Ok(None) };
-        let entry: Entry<U> = serde_json::from_str(&json).map_err(StoreError::backend)?;
-        let expires_at = entry.expires_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let found = Authenticated::new(entry.user).with_expiry(expires_at);
-        Ok((!found.is_expired_at(SystemTime::now())).then_some(found))
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        let key = self.locked_key(&id.to_string());
+        self.conn.run(|mut conn| async move { conn.del::<_, ()>(&key).await }).await.map_err(store_error)
+    }
+
+    // Redis expires token keys by itself; this drops the expired tokens'
+    // digests from the users' index sets and returns how many.
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let pattern = format!("{}:u:*", self.prefix);
+        let indexes: Vec<String> =
+            self.conn.run(|mut conn| async move { conn.keys(&pattern).await }).await.map_err(store_error)?;
+        let mut purged = 0;
+        for index in indexes {
+            let members = index.clone();
+            let digests: Vec<String> =
+                self.conn.run(|mut conn| async move { conn.smembers(&members).await }).await.map_err(store_error)?;
+            for digest in digests {
+                let key = format!("{}:t:{digest}", self.prefix);
+                let alive: bool =
+                    self.conn.run(|mut conn| async move { conn.exists(&key).await }).await.map_err(store_error)?;
+                if !alive {
+                    let (index, digest) = (index.clone(), digest.clone());
+                    let _: u64 = self
+                        .conn
+                        .run(|mut conn| async move { conn.srem(&index, digest).await })
+                        .await
+                        .map_err(store_error)?;
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
     }
 }
 

@@ -9,19 +9,31 @@
 //! (a short, non-secret prefix of the digest); the digest is compared in
 //! constant time.
 //!
+//! Locking a user out ([`ManageTokens::lock_user`]) sets the users table's
+//! activity column to false (and letting them in, to true): configure it with
+//! [`UsersTable::active_column`]; without one, locking answers
+//! [`StoreError::Unsupported`].
+//!
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ws_token_auth::{ManageTokens, TokenUser};
 //! use ws_token_auth::store::{SqlTokenStore, UsersTable};
 //!
 //! #[derive(Clone, sqlx::FromRow)]
 //! struct User { id: i64, username: String, is_staff: bool }
 //!
+//! impl TokenUser for User {
+//!     type Id = i64;
+//!     fn id(&self) -> i64 { self.id }
+//! }
+//!
 //! let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
 //! let users = UsersTable::new("users")?.active_column("is_active")?;
 //! let store = SqlTokenStore::<User>::new(pool, users);
 //! store.migrate().await?;
-//! let token = store.issue(1, None).await?; // send it to user 1
+//! let alice = User { id: 1, username: "alice".into(), is_staff: false };
+//! let token = store.issue(&alice, None).await?; // send it to alice
 //! # let _ = token;
 //! # Ok(()) }
 //! ```
@@ -32,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::{Authenticated, StoreError, TokenStore};
+use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
 use crate::token::Token;
 
 #[cfg(feature = "postgres")]
@@ -41,14 +53,25 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{FromRow, Row};
 
-/// A connection pool of one of the supported databases.
+/// A connection pool of one of the supported databases: made from a
+/// `sqlx::SqlitePool` or a `sqlx::PgPool` with `into()`. Opaque: the store
+/// picks the SQL for it, and no caller ever matches on it.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # async fn run() -> Result<(), sqlx::Error> {
+/// use ws_token_auth::store::SqlPool;
+/// let pool: SqlPool = sqlx::SqlitePool::connect("sqlite::memory:").await?.into();
+/// # let _ = pool;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SqlPool {
-    /// SQLite.
+pub struct SqlPool(Pool);
+
+#[derive(Debug, Clone)]
+enum Pool {
     #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
-    /// PostgreSQL.
     #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
@@ -56,14 +79,14 @@ pub enum SqlPool {
 #[cfg(feature = "sqlite")]
 impl From<SqlitePool> for SqlPool {
     fn from(pool: SqlitePool) -> Self {
-        Self::Sqlite(pool)
+        Self(Pool::Sqlite(pool))
     }
 }
 
 #[cfg(feature = "postgres")]
 impl From<PgPool> for SqlPool {
     fn from(pool: PgPool) -> Self {
-        Self::Postgres(pool)
+        Self(Pool::Postgres(pool))
     }
 }
 
@@ -71,11 +94,11 @@ impl From<PgPool> for SqlPool {
 /// query text serves both databases (`$1` placeholders work in each).
 macro_rules! on_pool {
     ($pool:expr, $p:ident => $body:expr) => {
-        match $pool {
+        match &$pool.0 {
             #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite($p) => $body,
+            Pool::Sqlite($p) => $body,
             #[cfg(feature = "postgres")]
-            SqlPool::Postgres($p) => $body,
+            Pool::Postgres($p) => $body,
         }
     };
 }
@@ -181,7 +204,7 @@ impl<U> Clone for SqlTokenStore<U> {
     }
 }
 
-impl<U: SqlUser> SqlTokenStore<U> {
+impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     /// A store over `pool`, authenticating tokens as rows of `users`.
     pub fn new(pool: impl Into<SqlPool>, users: UsersTable) -> Self {
         let mut store = Self {
@@ -212,12 +235,6 @@ impl<U: SqlUser> SqlTokenStore<U> {
         &self.tokens
     }
 
-    /// The pool.
-    #[must_use]
-    pub fn pool(&self) -> &SqlPool {
-        &self.pool
-    }
-
     fn build_lookup_sql(&self) -> String {
         let UsersTable { table, id, active } = &self.users;
         let active = active.as_ref().map(|column| format!(" AND u.{column}")).unwrap_or_default();
@@ -235,14 +252,14 @@ impl<U: SqlUser> SqlTokenStore<U> {
     /// # Errors
     /// [`StoreError`] if the database refuses.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool {
+        match &self.pool.0 {
             #[cfg(feature = "sqlite")]
-            SqlPool::Sqlite(pool) => {
+            Pool::Sqlite(pool) => {
                 let schema = include_str!("../../migrations/sqlite/0001_tokens.sql").replace("{tokens}", &self.tokens);
                 sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
             }
             #[cfg(feature = "postgres")]
-            SqlPool::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let schema =
                     include_str!("../../migrations/postgres/0001_tokens.sql").replace("{tokens}", &self.tokens);
                 // Nodes that start together race on CREATE ... IF NOT EXISTS
@@ -256,12 +273,26 @@ impl<U: SqlUser> SqlTokenStore<U> {
         Ok(())
     }
 
-    /// Makes a new random token for the user with id `user_id`, valid for
-    /// `ttl` (or until revoked), and stores its digest.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the database refuses.
-    pub async fn issue(&self, user_id: i64, ttl: Option<Duration>) -> Result<Token, StoreError> {
+    async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
+        Ok(on_pool!(self.pool, pool => {
+            sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
+        }))
+    }
+
+    async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
+        let UsersTable { table, id: id_column, active: column } = &self.users;
+        let column = column.as_ref().ok_or(StoreError::Unsupported("lock users out without an activity column"))?;
+        let sql = format!("UPDATE {table} SET {column} = $1 WHERE {id_column} = $2");
+        on_pool!(self.pool, pool => {
+            sqlx::query(&sql).bind(active).bind(id).execute(pool).await.map_err(store_error)?;
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
+    async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
         let now = SystemTime::now();
         let expires_at = ttl.and_then(|ttl| now.checked_add(ttl)).map(unix_millis);
@@ -270,58 +301,49 @@ impl<U: SqlUser> SqlTokenStore<U> {
             self.tokens
         );
         let (id, digest, created) = (token.id().to_string(), token.digest().to_vec(), unix_millis(now));
-        on_pool!(&self.pool, pool => {
+        let user_id = user.id();
+        on_pool!(self.pool, pool => {
             let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
             query.execute(pool).await.map_err(store_error)?;
         });
         Ok(token)
     }
 
-    /// Revokes a token; returns whether it was stored.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the database refuses.
-    pub async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {} WHERE token_id = $1 AND digest = $2", self.tokens);
         let (id, digest) = (token.id().to_string(), token.digest().to_vec());
-        let deleted = on_pool!(&self.pool, pool => {
+        let deleted = on_pool!(self.pool, pool => {
             sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
         });
         Ok(deleted > 0)
     }
 
-    /// Revokes every token of the user with id `user_id`; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the database refuses.
-    pub async fn revoke_user(&self, user_id: i64) -> Result<u64, StoreError> {
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
         let sql = format!("DELETE FROM {} WHERE user_id = $1", self.tokens);
-        self.execute_with(&sql, user_id).await
+        self.execute_with(&sql, *id).await
     }
 
-    /// Deletes the tokens whose expiry has passed; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the database refuses.
-    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.set_active(*id, false).await
+    }
+
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.set_active(*id, true).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
         let sql = format!("DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= $1", self.tokens);
         self.execute_with(&sql, unix_millis(SystemTime::now())).await
-    }
-
-    async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
-        Ok(on_pool!(&self.pool, pool => {
-            sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
-        }))
     }
 }
 
 #[async_trait]
-impl<U: SqlUser> TokenStore for SqlTokenStore<U> {
+impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
     type User = U;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         let id = token.id().to_string();
-        let found = on_pool!(&self.pool, pool => {
+        let found = on_pool!(self.pool, pool => {
             let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
             pick::<U, _>(&rows, token)?
         });

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use ws_token_auth::{Authenticated, StoreError, Token, TokenStore};
+use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, TokenUser, UserId};
 
 /// A user as an app would define one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,18 @@ impl User {
     pub fn named(id: u32, name: &str) -> Self {
         Self { id, name: name.to_owned() }
     }
+}
+
+impl TokenUser for User {
+    type Id = u32;
+    fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// A fresh token for `user`, valid until revoked.
+pub async fn issue<St: ManageTokens>(store: &St, user: &St::User) -> Token {
+    store.issue(user, None).await.expect("the store issues a token")
 }
 
 /// Wraps a store and counts its calls.
@@ -57,6 +69,28 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     }
 }
 
+#[async_trait]
+impl<S: ManageTokens> ManageTokens for Counting<S> {
+    async fn issue(&self, user: &S::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        self.inner.issue(user, ttl).await
+    }
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        self.inner.revoke(token).await
+    }
+    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
+        self.inner.revoke_user(id).await
+    }
+    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.lock_user(id).await
+    }
+    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.unlock_user(id).await
+    }
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.inner.purge_expired().await
+    }
+}
+
 /// A store whose backend is down, for users of type `U`.
 #[derive(Debug)]
 pub struct FailingStore<U = User>(std::marker::PhantomData<fn() -> U>);
@@ -67,7 +101,7 @@ pub fn failing<U>() -> FailingStore<U> {
 }
 
 #[async_trait]
-impl<U: Clone + Send + Sync + 'static> TokenStore for FailingStore<U> {
+impl<U: TokenUser> TokenStore for FailingStore<U> {
     type User = U;
 
     async fn authenticate(&self, _token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {

@@ -1,0 +1,417 @@
+//! [`Lifecycle`]: one handle over the store, its cache, this node's open
+//! sockets and the other nodes.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use crate::identity::AuthenticatedUser;
+#[cfg(feature = "redis")]
+use crate::live::redis::RevocationBus;
+use crate::live::{AccessEvent, CloseReason, Revocations, Watch, jittered};
+use crate::store::{ManageTokens, StoreError, UserId};
+use crate::token::Token;
+
+/// One handle over the store, its cache, this node's open
+/// sockets and the other nodes. One call per intent, correct by default.
+///
+/// | intent | call | sockets | close code |
+/// | --- | --- | --- | --- |
+/// | log in | [`issue`](Lifecycle::issue) | | |
+/// | log out | [`revoke`](Lifecycle::revoke) | the token's | 4401 |
+/// | log out everywhere, password change | [`revoke_user`](Lifecycle::revoke_user) | the user's | 4401 |
+/// | deactivate | [`lock_out`](Lifecycle::lock_out) | the user's | 4403 |
+/// | reactivate | [`let_in`](Lifecycle::let_in) | | |
+///
+/// Each call changes the store first (a `CachedTokenStore` in front of it
+/// drops what it must by itself), then closes this node's sockets, then
+/// publishes the change to the other nodes (with a bus, feature `redis`),
+/// which apply it to their own caches and sockets with no app code; close
+/// reasons survive the trip. A socket whose handshake was authenticated
+/// before the change reached its node, and which registers after it, is
+/// closed as soon as it registers (see [`live`](crate::live)).
+///
+/// ```
+/// use std::sync::Arc;
+/// use ws_token_auth::{Authenticator, Lifecycle, MemoryTokenStore, TokenStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+/// let store = Arc::new(MemoryTokenStore::<String>::new());
+/// let auth = Authenticator::from_shared(Arc::clone(&store)); // for the layer
+/// let lifecycle = Lifecycle::new(store);                      // for login, logout, the sockets
+///
+/// let token = lifecycle.issue(&"alice".to_string(), None).await?; // login
+/// assert!(auth.store().authenticate(&token).await?.is_some());
+/// lifecycle.revoke(&token).await?;                                // logout: one call
+/// assert!(auth.store().authenticate(&token).await?.is_none());
+/// # Ok(()) }
+/// ```
+///
+/// Cheap to clone (one reference count); clones share everything.
+#[derive(Debug)]
+pub struct Lifecycle<St> {
+    shared: Arc<Shared<St>>,
+}
+
+impl<St> Clone for Lifecycle<St> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+#[derive(Debug)]
+struct Shared<St> {
+    store: Arc<St>,
+    revocations: Revocations,
+    #[cfg(feature = "redis")]
+    bus: Option<RevocationBus>,
+}
+
+impl<St: ManageTokens> Lifecycle<St> {
+    /// The lifecycle of `store` on this node, with a fresh socket registry.
+    ///
+    /// ```
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert!(lifecycle.revocations().is_empty());
+    /// ```
+    #[must_use]
+    pub fn new(store: Arc<St>) -> Self {
+        Self::with_revocations(store, Revocations::new())
+    }
+
+    /// [`new`](Self::new) with a registry of your own (one with a longer
+    /// [`remember_for`](Revocations::remember_for), say).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore, live::Revocations};
+    ///
+    /// let registry = Revocations::new().remember_for(Duration::from_secs(600));
+    /// let lifecycle = Lifecycle::with_revocations(std::sync::Arc::new(MemoryTokenStore::<String>::new()), registry);
+    /// # let _ = lifecycle;
+    /// ```
+    #[must_use]
+    pub fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
+        let shared = Shared {
+            store,
+            revocations,
+            #[cfg(feature = "redis")]
+            bus: None,
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// Joins the other nodes over `bus` (feature `redis`): changes made here
+    /// are published, and changes heard are applied here, to the store's
+    /// cache and to the open sockets. After the bus loses and regains Redis,
+    /// every open socket's token is revalidated for what was missed. Needs a
+    /// tokio runtime; the listening task ends when the last clone of this
+    /// lifecycle is dropped and a message or a reconnection comes.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore, live::redis::RevocationBus};
+    ///
+    /// let bus = RevocationBus::connect("redis://127.0.0.1:6379", "myapp:access").await?;
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new())).with_bus(bus);
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn with_bus(self, bus: RevocationBus) -> Self {
+        let shared = Shared {
+            store: Arc::clone(&self.shared.store),
+            revocations: self.shared.revocations.clone(),
+            bus: Some(bus.clone()),
+        };
+        let shared = Arc::new(shared);
+        let (on_event, on_gap, alive) = (Arc::downgrade(&shared), Arc::downgrade(&shared), Arc::downgrade(&shared));
+        bus.listen(
+            move |event| {
+                let node = on_event.upgrade().map(|shared| Self { shared });
+                async move {
+                    match node {
+                        Some(node) => {
+                            node.heard(&event).await;
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            },
+            move || {
+                let node = on_gap.upgrade().map(|shared| Self { shared });
+                async move {
+                    if let Some(node) = node {
+                        node.revalidate_once().await;
+                    }
+                }
+            },
+            move || alive.strong_count() > 0,
+        );
+        Self { shared }
+    }
+
+    /// The store.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert!(lifecycle.store().is_empty());
+    /// ```
+    #[must_use]
+    pub fn store(&self) -> &Arc<St> {
+        &self.shared.store
+    }
+
+    /// This node's registry of open sockets.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert_eq!(lifecycle.revocations().len(), 0);
+    /// ```
+    #[must_use]
+    pub fn revocations(&self) -> &Revocations {
+        &self.shared.revocations
+    }
+
+    /// Issues a token for `user` (login), valid for `ttl` or until revoked.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store refuses.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", Some(std::time::Duration::from_secs(3600))).await?;
+    /// # let _ = token; Ok(()) }
+    /// ```
+    pub async fn issue(&self, user: &St::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        self.shared.store.issue(user, ttl).await
+    }
+
+    /// Revokes one token (logout): the store forgets it, its sockets close
+    /// with 4401 here and on every node, and no cache answers for it again.
+    /// Returns whether the store held it.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store cannot revoke it: then nothing else was
+    /// done. A bus that cannot publish is logged, not returned: the other
+    /// nodes find out at their next revalidation.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", None).await?;
+    /// assert!(lifecycle.revoke(&token).await?);
+    /// assert!(!lifecycle.revoke(&token).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        let revoked = self.shared.store.revoke(token).await?;
+        self.changed(AccessEvent::token_revoked(token.id())).await;
+        Ok(revoked)
+    }
+
+    /// Revokes every token of the user `id` (log out everywhere, password
+    /// change): their sockets close with 4401 on every node. Returns how many
+    /// tokens the store held.
+    ///
+    /// # Errors
+    /// As [`revoke`](Self::revoke).
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// lifecycle.issue(&"alice", None).await?;
+    /// lifecycle.issue(&"alice", None).await?;
+    /// assert_eq!(lifecycle.revoke_user(&"alice").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_user(&self, id: &UserId<St>) -> Result<u64, StoreError> {
+        let revoked = self.shared.store.revoke_user(id).await?;
+        self.changed(AccessEvent::user_revoked(id.to_string())).await;
+        Ok(revoked)
+    }
+
+    /// Locks the user `id` out (deactivation): their tokens are refused (401)
+    /// on every node at once, whatever the caches held, and their sockets
+    /// close with 4403. [`let_in`](Self::let_in) undoes it.
+    ///
+    /// # Errors
+    /// As [`revoke`](Self::revoke); [`StoreError::Unsupported`] from a store
+    /// that cannot lock users out as configured.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, TokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", None).await?;
+    /// lifecycle.lock_out(&"alice").await?;
+    /// assert!(lifecycle.store().authenticate(&token).await?.is_none());
+    /// lifecycle.let_in(&"alice").await?;
+    /// assert!(lifecycle.store().authenticate(&token).await?.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_out(&self, id: &UserId<St>) -> Result<(), StoreError> {
+        self.shared.store.lock_user(id).await?;
+        self.changed(AccessEvent::user_locked_out(id.to_string())).await;
+        Ok(())
+    }
+
+    /// Lets a locked-out user in again: their unexpired tokens work again at
+    /// once on every node (no cached refusal outlives this call).
+    ///
+    /// # Errors
+    /// As [`lock_out`](Self::lock_out).
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// lifecycle.let_in(&"bob".to_string()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn let_in(&self, id: &UserId<St>) -> Result<(), StoreError> {
+        self.shared.store.unlock_user(id).await?;
+        self.changed(AccessEvent::user_restored(id.to_string())).await;
+        Ok(())
+    }
+
+    /// Registers a socket of `user` with this node's registry (in the upgrade
+    /// handler, before the 101); close the socket with the reason's
+    /// [`code`](CloseReason::code) when the [`Watch`] resolves, and drop it
+    /// when the socket ends. See [`Revocations::watch`].
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, extract::CredentialKind};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", None).await?;
+    /// let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
+    /// let watch = lifecycle.watch(&user);
+    /// lifecycle.revoke(&token).await?;
+    /// assert_eq!(watch.await.code(), 4401);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(&self, user: &AuthenticatedUser<St::User>) -> Watch {
+        self.shared.revocations.watch(user)
+    }
+
+    /// Applies a change made on another node: the store's cache drops what it
+    /// must, then this node's sockets close. What the bus calls; returns how
+    /// many sockets closed.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, live::AccessEvent};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert_eq!(lifecycle.heard(&AccessEvent::user_locked_out("bob")).await, 0);
+    /// # }
+    /// ```
+    pub async fn heard(&self, event: &AccessEvent) -> usize {
+        // The cache first: a handshake that starts after this line reads the
+        // store; one that started before is closed when it registers.
+        self.shared.store.heard(event).await;
+        self.shared.revocations.apply(event)
+    }
+
+    /// Here: close the sockets; elsewhere: publish.
+    async fn changed(&self, event: AccessEvent) {
+        let closed = self.shared.revocations.apply(&event);
+        tracing::debug!(target: "ws_token_auth", %event, closed, "access changed");
+        #[cfg(feature = "redis")]
+        if let Some(bus) = &self.shared.bus {
+            if let Err(error) = bus.publish(&event).await {
+                tracing::warn!(
+                    target: "ws_token_auth",
+                    %event,
+                    error = %crate::authenticator::ErrorChain(&error),
+                    "the other nodes were not told; they find out at their next revalidation",
+                );
+            }
+        }
+    }
+
+    /// Asks the store's source of truth ([`TokenStore::revalidate`](crate::TokenStore::revalidate))
+    /// about every distinct token of this node's open sockets once; a token
+    /// it no longer accepts is revoked here (its sockets close with 4401, and
+    /// the cache never answers for it again). A store error stops the pass
+    /// and closes nothing: an outage is not a revocation. Returns how many
+    /// sockets closed. Lookups are made one after another, not in a burst.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert_eq!(lifecycle.revalidate_once().await, 0);
+    /// # }
+    /// ```
+    pub async fn revalidate_once(&self) -> usize {
+        let mut closed = 0;
+        for token in self.shared.revocations.tokens() {
+            match self.shared.store.revalidate(&token).await {
+                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {}
+                Ok(_) => {
+                    let event = AccessEvent::TokenRevoked { id: token.id(), reason: CloseReason::Revoked };
+                    closed += self.heard(&event).await;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        target: "ws_token_auth",
+                        error = %crate::authenticator::ErrorChain(&error),
+                        "revalidation skipped: the store failed",
+                    );
+                    return closed;
+                }
+            }
+        }
+        if closed > 0 {
+            tracing::debug!(target: "ws_token_auth", closed, "revalidation closed sockets");
+        }
+        closed
+    }
+
+    /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)
+    /// every `every` (default [`DEFAULT_REVALIDATE_EVERY`](crate::live::DEFAULT_REVALIDATE_EVERY)),
+    /// each time with up to 10 % random jitter so that nodes started together
+    /// do not ask the store in step: the bound on how long a change made
+    /// behind the lifecycle's back (straight in the database, by a node with
+    /// no bus) takes to close sockets. The task ends when every clone of this
+    /// lifecycle is dropped.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// let task = lifecycle.revalidate_every(Duration::from_secs(60));
+    /// # task.abort();
+    /// # }
+    /// ```
+    pub fn revalidate_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let node: Weak<Shared<St>> = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(jittered(every)).await;
+                let Some(shared) = node.upgrade() else { return };
+                Self { shared }.revalidate_once().await;
+            }
+        })
+    }
+}
