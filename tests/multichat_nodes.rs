@@ -143,3 +143,51 @@ async fn two_processes_form_one_chat() {
     assert_eq!(code, Some(CloseCode::Library(4401)));
     let _ = std::fs::remove_file(file);
 }
+
+/// The handshake's status for `token` on `addr`.
+async fn handshake_status(addr: &str, token: &str) -> u16 {
+    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", format!("key={token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("handshake failed below HTTP: {other}"),
+    }
+}
+
+/// Waits up to a second for `addr` to answer `token` with `status`.
+async fn soon(addr: &str, token: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while handshake_status(addr, token).await != status {
+        assert!(tokio::time::Instant::now() < deadline, "{addr} does not answer {status} within 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivate_and_activate_reach_every_process_caches_included() {
+    let redis = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
+    let file = std::env::temp_dir().join(format!("multichat-nodes-{}.db", &Token::generate().expose_secret()[..12]));
+    let database = format!("sqlite://{}", file.display());
+    let dave = cli(&database, &["create-user", "dave", "--password", "pw"]).await.trim().to_owned();
+    let (_node_a, a) = serve(&database, &redis).await;
+    let (_node_b, b) = serve(&database, &redis).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions start
+
+    // Both processes have dave's token in their caches, and a socket of his.
+    let (mut on_a, mut on_b) = (connect(&a, &dave).await, connect(&b, &dave).await);
+    cli(&database, &["deactivate", "dave", "--redis-url", &redis]).await;
+    for socket in [&mut on_a, &mut on_b] {
+        let code = tokio::time::timeout(Duration::from_secs(1), closed_with(socket)).await.expect("not closed in 1 s");
+        assert_eq!(code, Some(CloseCode::Library(4403)));
+    }
+    // Refused at once on both, whatever the caches held.
+    assert_eq!(handshake_status(&a, &dave).await, 401);
+    assert_eq!(handshake_status(&b, &dave).await, 401);
+
+    // Activated: accepted again on both, though both cached the refusal.
+    cli(&database, &["activate", "dave", "--redis-url", &redis]).await;
+    soon(&a, &dave, 101).await;
+    soon(&b, &dave, 101).await;
+    let _ = std::fs::remove_file(file);
+}
