@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side end-to-end figures on this machine, one run, servers alternated:
-#   ours    the multichat example (axum + TokenAuthLayer + SqlTokenStore on SQLite)
+#   ours    the multichat app (axum + TokenAuthLayer + SqlTokenStore on SQLite)
 #   noauth  the same chat with no authentication at all (`serve --insecure-no-auth`): the ceiling
-#   daphne, uvicorn   the Django Channels multichat peer (../shared/peers/django_multichat)
-# with examples/loadgen.rs. Loopback only. Prints a results file and a summary (scripts/bench-summary.py).
+#   daphne, uvicorn   the Django Channels multichat peer, when it is beside the repo (optional;
+#                     PEER=<dir> to name it, default ../shared/peers/django_multichat)
+# with tools/loadgen. Loopback only. Prints a results file and a summary (scripts/bench-summary.py).
 #
 # Usage: scripts/bench-compare.sh [ROUNDS]      (default 3)
 # Environment: WORKERS=50 HANDSHAKE_SECONDS=10 RECEIVERS=100 MESSAGES=2000 PEER_MESSAGES=200
 #              HOLD=10000 PEER_HOLD=2000 STORM=2000 SERVERS="ours noauth daphne uvicorn" OUT=<file>
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PEER="$(cd "$ROOT/../shared/peers/django_multichat" && pwd)"
+PEER="${PEER:-$ROOT/../shared/peers/django_multichat}"
 ROUNDS="${1:-3}"
 WORKERS="${WORKERS:-50}" HANDSHAKE_SECONDS="${HANDSHAKE_SECONDS:-10}"
 RECEIVERS="${RECEIVERS:-100}" MESSAGES="${MESSAGES:-2000}" PEER_MESSAGES="${PEER_MESSAGES:-200}"
@@ -21,14 +22,15 @@ OUT="${OUT:-$WORK/results.txt}"
 PORT=8601
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --example multichat --example loadgen --manifest-path "$ROOT/Cargo.toml" >&2
-M="$ROOT/target/release/examples/multichat"
-L="$ROOT/target/release/examples/loadgen"
+cargo build --release -p multichat -p loadgen --manifest-path "$ROOT/Cargo.toml" >&2
+M="$ROOT/target/release/multichat"
+L="$ROOT/target/release/loadgen"
 
 echo "== seeding $((HOLD + 101)) users for ours" >&2
 "$M" --database-url "sqlite://$WORK/ours.db" seed-users --count $((HOLD + 101)) > "$WORK/ours-tokens.txt"
 export VENV="${VENV:-/tmp/peer/venv}" DB_PATH="$WORK/peer.sqlite3" TOKENS="$WORK/peer-tokens.txt"
 if [[ " $SERVERS " == *" daphne "* || " $SERVERS " == *" uvicorn "* ]]; then
+  [ -d "$PEER" ] || { echo "the Django peer is not at $PEER: set PEER, or SERVERS=\"ours noauth\"" >&2; exit 1; }
   echo "== setting up the Django peer" >&2
   (cd "$PEER" && N="$PEER_HOLD" ./run.sh setup >&2)
 fi

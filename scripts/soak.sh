@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test (not in CI): the multichat example holding SOCKETS sockets for SECONDS
+# Soak test (not in CI): the multichat app holding SOCKETS sockets for SECONDS
 # under a steady message storm and a churn of connects, disconnects and logouts.
 # Reports messages lost (must be 0), the server's RSS over time, and errors.
 # Usage: scripts/soak.sh [SOCKETS=10000] [SECONDS=600]   env: RATE=10 CHURN=10 NOTICES=0
@@ -9,9 +9,9 @@ SOCKETS="${1:-10000}" SECONDS_="${2:-600}"
 RATE="${RATE:-10}" CHURN="${CHURN:-10}" NOTICES="${NOTICES:-0}"
 WORK="$(mktemp -d /tmp/soak.XXXXXX)"
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --example multichat --example loadgen --manifest-path "$ROOT/Cargo.toml" >&2
-M="$ROOT/target/release/examples/multichat"
-L="$ROOT/target/release/examples/loadgen"
+cargo build --release -p multichat -p loadgen --manifest-path "$ROOT/Cargo.toml" >&2
+M="$ROOT/target/release/multichat"
+L="$ROOT/target/release/loadgen"
 "$M" --database-url "sqlite://$WORK/soak.db" seed-users --count 2001 > "$WORK/tokens.txt"
 extra=()
 [ "$NOTICES" = 0 ] && extra+=(--no-notices)

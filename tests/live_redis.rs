@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Proxy;
+use testkit::Proxy;
 use tokio::net::TcpListener;
 use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::CloseReason;

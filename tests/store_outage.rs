@@ -12,9 +12,10 @@ use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use axum::routing::get;
-use common::{Proxy, connect};
+use common::connect;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use testkit::Proxy;
 use ws_token_auth::store::{RedisTokenStore, SqlTokenStore, UsersTable};
 use ws_token_auth::{AuthenticatedUser, Authenticator, ManageTokens, Token, TokenStore, TokenUser};
 

@@ -2,11 +2,8 @@
 //! task and no heap memory behind. Its own test binary, so that no other test
 //! allocates while the heap is measured.
 
-// The counting allocator (tests/common/counting_alloc.rs) implements `GlobalAlloc`, an unsafe trait.
-#![allow(unsafe_code)]
-
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
+#[global_allocator]
+static ALLOC: testkit::CountingAlloc = testkit::CountingAlloc;
 
 mod common;
 #[allow(dead_code)]
@@ -52,12 +49,12 @@ async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {
         cycle().await; // warm-up: lazily grown pools and tables
     }
     let tasks_before = settle(1).await; // the accept loop
-    let live_before = counting_alloc::live_bytes();
+    let live_before = testkit::live_bytes();
     for _ in 0..1000 {
         cycle().await;
     }
     let tasks_after = settle(tasks_before).await;
-    let live_after = counting_alloc::live_bytes();
+    let live_after = testkit::live_bytes();
     assert_eq!(tasks_after, tasks_before, "connection tasks left running");
     let grown = live_after - live_before;
     eprintln!("live heap: {live_before} -> {live_after} bytes ({grown:+})");

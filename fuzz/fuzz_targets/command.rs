@@ -1,4 +1,4 @@
-//! The multichat example's command parser (`examples/multichat/protocol.rs`,
+//! The multichat example's command parser (`multichat/src/protocol.rs`,
 //! included as it is): any text frame parses or is `MALFORMED_COMMAND`, never
 //! a panic; room ids come out as canonical decimal text.
 #![no_main]
@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)]
-#[path = "../../examples/multichat/protocol.rs"]
+#[path = "../../multichat/src/protocol.rs"]
 mod protocol;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,19 +2,13 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use http::StatusCode;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+pub use testkit::{Socket, next_text};
+use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, TokenUser, UserId};
 
 /// A user as an app would define one.
@@ -126,9 +120,6 @@ impl TokenStore for HangingStore {
     }
 }
 
-/// A client WebSocket over TCP.
-pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Connects to `ws://addr/ws` with the given extra headers; the handshake's
 /// status, and the socket when it was upgraded.
 pub async fn connect(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, Option<Socket>) {
@@ -138,76 +129,11 @@ pub async fn connect(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode,
 
 /// As [`connect`], with the response's headers.
 pub async fn connect_full(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, Option<Socket>) {
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    for (name, value) in headers {
-        req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((socket, response)) => (response.status(), response.headers().clone(), Some(socket)),
-        Err(WsError::Http(response)) => (response.status(), response.headers().clone(), None),
-        Err(other) => panic!("handshake failed below HTTP: {other}"),
-    }
+    testkit::handshake(&format!("ws://{addr}/ws"), headers).await
 }
 
 /// Header lines: name, value.
 pub type Headers<'a> = Vec<(&'a str, &'a str)>;
-
-/// The next frame, which must be text.
-pub async fn next_text<S>(socket: &mut S) -> String
-where
-    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
-{
-    match socket.next().await {
-        Some(Ok(Message::Text(text))) => text.to_string(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-/// A loopback TCP proxy to a service (Redis, PostgreSQL) that a test can cut
-/// and restore, to play an outage.
-pub struct Proxy {
-    pub addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    pub async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused in effect
-                }
-                let target = target.clone();
-                links2.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Self { addr, up, links }
-    }
-
-    /// Drops every open connection and refuses new ones.
-    pub async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    /// Accepts and forwards connections again.
-    pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
 
 /// What every adapter example promises: a socket opened on `addr` with the
 /// cookie `key=<token>` and no Origin is upgraded, greeted `hello <name>`,

@@ -24,21 +24,21 @@ use super::protocol::{self, Command};
 use super::relay::Relayed;
 
 /// The longest chat message, in characters.
-pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
+pub const MAX_MESSAGE_CHARS: usize = 4096;
 /// The largest frame a client may send, in bytes; larger ones close with 1009.
-pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How many bytes of frames may wait for a client before it is dropped as too
 /// slow. Bytes, not frames: a join storm queues thousands of small notices
 /// (2,000 joiners: ~130 KB each) that a healthy client reads in a moment,
 /// while a stuck client is found out after a few large messages.
-pub(crate) const QUEUE_BYTES: usize = 1 << 20;
+pub const QUEUE_BYTES: usize = 1 << 20;
 
 /// The close code for a frame over [`MAX_FRAME_BYTES`].
-pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Every room and its members.
 #[derive(Debug)]
-pub(crate) struct Hub {
+pub struct Hub {
     rooms: HashMap<String, Room>,
     notices: bool,
     next_id: AtomicU64,
@@ -126,7 +126,7 @@ impl Outgoing {
 impl Hub {
     /// A hub over the database's rooms; `notices` sends enter/leave notices;
     /// `relay` carries room frames to every process (see `relay.rs`).
-    pub(crate) fn new(rooms: Vec<RoomRow>, notices: bool, relay: Option<mpsc::UnboundedSender<Relayed>>) -> Self {
+    pub fn new(rooms: Vec<RoomRow>, notices: bool, relay: Option<mpsc::UnboundedSender<Relayed>>) -> Self {
         let rooms = rooms
             .into_iter()
             .map(|r| {
@@ -155,7 +155,7 @@ impl Hub {
     /// Delivers what came through the relay: the frame to this process's
     /// members of `room` but `skip`, then, for a join made here, makes `skip` a
     /// member.
-    pub(crate) fn deliver_local(&self, room: &str, skip: Option<u64>, frame: Option<Utf8Bytes>, join: bool) {
+    pub fn deliver_local(&self, room: &str, skip: Option<u64>, frame: Option<Utf8Bytes>, join: bool) {
         if let Some(room) = self.rooms.get(room) {
             let mut members = lock(&room.members);
             if let Some(frame) = frame {
@@ -170,14 +170,13 @@ impl Hub {
     }
 
     /// How many sockets of this process are in room `id`.
-    #[allow(dead_code)] // read by the tests, which include this file
-    pub(crate) fn members(&self, id: &str) -> usize {
+    pub fn members(&self, id: &str) -> usize {
         self.rooms.get(id).map_or(0, |room| lock(&room.members).active.len())
     }
 
     /// Serves one authenticated socket until it closes or `watch` says its
     /// token is no longer valid, then leaves its rooms.
-    pub(crate) async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>, mut watch: Watch) {
+    pub async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>, mut watch: Watch) {
         let (mut sink, mut stream) = socket.split();
         let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let lane = Arc::new(Lane::default());

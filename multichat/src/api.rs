@@ -25,15 +25,15 @@ use super::db::{ChatUser, Db, hash_password, verify_password};
 /// handshake costs no query when the token was seen in the last 30 s. The
 /// lifecycle keeps the cache consistent with every logout and revocation,
 /// here and (with Redis) on every process.
-pub(crate) type Store = CachedTokenStore<SqlTokenStore<ChatUser>>;
+pub type Store = CachedTokenStore<SqlTokenStore<ChatUser>>;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
-pub(crate) struct App {
-    pub(crate) db: Db,
-    pub(crate) hub: Arc<Hub>,
+pub struct App {
+    pub db: Db,
+    pub hub: Arc<Hub>,
     /// Login, logout, revocations, and the open sockets they close.
-    pub(crate) lifecycle: Lifecycle<Store>,
+    pub lifecycle: Lifecycle<Store>,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -42,7 +42,7 @@ pub(crate) struct App {
 
 impl App {
     /// One process on its own.
-    pub(crate) async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
+    pub async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
         let hub = Arc::new(Hub::new(db.rooms().await?, notices, None));
         let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone())));
         Self::assemble(db, hub, lifecycle, secure_cookies).await
@@ -50,7 +50,7 @@ impl App {
 
     /// One of several processes over one database, joined through Redis at
     /// `redis_url`: room frames and revocations reach every process.
-    pub(crate) async fn with_redis(
+    pub async fn with_redis(
         db: Db,
         notices: bool,
         secure_cookies: bool,
@@ -87,7 +87,7 @@ impl App {
 /// until the task is dropped. A client has `header_timeout` to send a request
 /// head (a slowloris connection is closed then), and at most 100 header lines
 /// (hyper's limit: more is answered 431).
-pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: std::time::Duration) {
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: std::time::Duration) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     loop {
@@ -106,7 +106,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, hea
 }
 
 /// The whole HTTP surface; the origin policy guards cookie credentials.
-pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
+pub fn router(app: App, origin: OriginPolicy) -> Router {
     let auth = Authenticator::from_shared(Arc::clone(app.lifecycle.store())).origin_policy(origin);
     let protected = Router::new()
         .route("/api/logout", post(logout))
@@ -120,7 +120,7 @@ pub(crate) fn router(app: App, origin: OriginPolicy) -> Router {
 /// The same chat with no authentication at all: the ceiling that the
 /// benchmarks compare the real server against (`serve --insecure-no-auth`).
 /// The `key` cookie's value is taken as the user's name, unchecked.
-pub(crate) fn router_without_auth(app: App) -> Router {
+pub fn router_without_auth(app: App) -> Router {
     Router::new().route("/chat/stream/", get(stream_without_auth)).with_state(app)
 }
 
@@ -154,7 +154,7 @@ fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 const READ_BUFFER_BYTES: usize = 1024;
 
 async fn page() -> Html<&'static str> {
-    Html(include_str!("static/index.html"))
+    Html(include_str!("../static/index.html"))
 }
 
 #[derive(Deserialize)]
@@ -179,7 +179,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     let login = match app.db.login(&username).await {
         Ok(login) => login,
         Err(error) => {
-            eprintln!("login: database error: {error}");
+            tracing::error!(%error, "login: database error");
             return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
         }
     };
@@ -193,7 +193,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     let token = match app.lifecycle.issue(&user.user(), None).await {
         Ok(token) => token,
         Err(error) => {
-            eprintln!("login: cannot issue a token: {error}");
+            tracing::error!(%error, "login: cannot issue a token");
             return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
         }
     };
@@ -222,7 +222,7 @@ fn parse_form(body: &[u8]) -> Option<Credentials> {
 
 async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
     if let Err(error) = app.lifecycle.revoke(user.token()).await {
-        eprintln!("logout: cannot revoke token {}: {error}", user.token_id());
+        tracing::error!(token_id = %user.token_id(), %error, "logout: cannot revoke the token");
         return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
     }
     let clear = HeaderValue::from_static("key=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
@@ -240,7 +240,7 @@ async fn rooms(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Res
             json_response(StatusCode::OK, json!(visible))
         }
         Err(error) => {
-            eprintln!("rooms: database error: {error}");
+            tracing::error!(%error, "rooms: database error");
             json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}))
         }
     }

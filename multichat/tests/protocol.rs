@@ -4,10 +4,6 @@
 //! temporary SQLite file and over the machine's PostgreSQL (`DATABASE_URL`;
 //! a test fails when it cannot reach it).
 
-#[allow(dead_code)]
-#[path = "../examples/multichat/main.rs"]
-mod multichat;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +13,9 @@ use http::{HeaderMap, StatusCode, header};
 use multichat::api::{App, router};
 use multichat::db::{Db, hash_password};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use testkit::{Socket, close_code, next_json, send_json};
+use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{OriginPolicy, Token};
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -69,17 +62,9 @@ impl Server {
     }
 
     async fn handshake(&self, headers: &[(&str, &str)]) -> Result<Socket, (StatusCode, HeaderMap)> {
-        let mut req = format!("ws://{}/chat/stream/", self.addr).into_client_request().unwrap();
-        for (name, value) in headers {
-            req.headers_mut().append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
-        }
-        match tokio_tungstenite::connect_async(req).await {
-            Ok((socket, response)) => {
-                assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-                Ok(socket)
-            }
-            Err(WsError::Http(response)) => Err((response.status(), response.headers().clone())),
-            Err(other) => panic!("handshake failed below HTTP: {other}"),
+        match testkit::handshake(&format!("ws://{}/chat/stream/", self.addr), headers).await {
+            (_, _, Some(socket)) => Ok(socket),
+            (status, headers, None) => Err((status, headers)),
         }
     }
 
@@ -112,26 +97,6 @@ impl Server {
     }
 }
 
-async fn send(socket: &mut Socket, value: Value) {
-    socket.send(Message::Text(value.to_string().into())).await.unwrap();
-}
-
-/// The next text frame as JSON (fails after 5 s).
-async fn recv(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("no frame within 5 s")
-            .expect("socket ended")
-            .expect("socket error");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
 /// Nothing arrives within 300 ms.
 async fn silent(socket: &mut Socket) {
     if let Ok(frame) = tokio::time::timeout(Duration::from_millis(300), socket.next()).await {
@@ -139,20 +104,9 @@ async fn silent(socket: &mut Socket) {
     }
 }
 
-/// The close code the server ends the socket with (fails after 5 s).
-async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("not closed within 5 s") {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
-
 async fn join(socket: &mut Socket, room: &str) -> Value {
-    send(socket, json!({"command": "join", "room": room})).await;
-    recv(socket).await
+    send_json(socket, json!({"command": "join", "room": room})).await;
+    next_json(socket).await
 }
 
 fn error(code: &str) -> Value {
@@ -236,19 +190,19 @@ async fn rooms_messages_and_notices(backend: Backend) {
 
     assert_eq!(join(&mut a, "1").await, json!({"join": "1", "title": "General"}));
     // `room` may be an integer; server frames always carry a string.
-    send(&mut b, json!({"command": "join", "room": 1})).await;
-    assert_eq!(recv(&mut b).await, json!({"join": "1", "title": "General"}));
-    assert_eq!(recv(&mut a).await, json!({"msg_type": 4, "room": "1", "username": bob}));
+    send_json(&mut b, json!({"command": "join", "room": 1})).await;
+    assert_eq!(next_json(&mut b).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(next_json(&mut a).await, json!({"msg_type": 4, "room": "1", "username": bob}));
     assert_eq!(join(&mut c, "1").await, json!({"join": "1", "title": "General"}));
     for socket in [&mut a, &mut b] {
-        assert_eq!(recv(socket).await, json!({"msg_type": 4, "room": "1", "username": carol}));
+        assert_eq!(next_json(socket).await, json!({"msg_type": 4, "room": "1", "username": carol}));
     }
     silent(&mut c).await; // the joiner gets no notice of itself
 
-    send(&mut a, json!({"command": "send", "room": "1", "message": "hello <b>all</b>"})).await;
+    send_json(&mut a, json!({"command": "send", "room": "1", "message": "hello <b>all</b>"})).await;
     for socket in [&mut a, &mut b, &mut c] {
         let expected = json!({"msg_type": 0, "room": "1", "username": alice, "message": "hello <b>all</b>"});
-        assert_eq!(recv(socket).await, expected);
+        assert_eq!(next_json(socket).await, expected);
     }
 
     // Joining again: the reply again, no second notice.
@@ -256,20 +210,20 @@ async fn rooms_messages_and_notices(backend: Backend) {
     silent(&mut a).await;
 
     // Leave: everyone, the leaver too, gets the notice; then the leaver gets the reply.
-    send(&mut b, json!({"command": "leave", "room": "1"})).await;
+    send_json(&mut b, json!({"command": "leave", "room": "1"})).await;
     for socket in [&mut a, &mut c] {
-        assert_eq!(recv(socket).await, json!({"msg_type": 5, "room": "1", "username": bob}));
+        assert_eq!(next_json(socket).await, json!({"msg_type": 5, "room": "1", "username": bob}));
     }
-    assert_eq!(recv(&mut b).await, json!({"msg_type": 5, "room": "1", "username": bob}));
-    assert_eq!(recv(&mut b).await, json!({"leave": "1"}));
-    send(&mut a, json!({"command": "send", "room": 1, "message": "bob is gone"})).await;
-    assert_eq!(recv(&mut c).await["message"], "bob is gone");
-    assert_eq!(recv(&mut a).await["message"], "bob is gone");
+    assert_eq!(next_json(&mut b).await, json!({"msg_type": 5, "room": "1", "username": bob}));
+    assert_eq!(next_json(&mut b).await, json!({"leave": "1"}));
+    send_json(&mut a, json!({"command": "send", "room": 1, "message": "bob is gone"})).await;
+    assert_eq!(next_json(&mut c).await["message"], "bob is gone");
+    assert_eq!(next_json(&mut a).await["message"], "bob is gone");
     silent(&mut b).await;
 
     // A disconnect leaves every room, with the notice.
     c.close(None).await.unwrap();
-    assert_eq!(recv(&mut a).await, json!({"msg_type": 5, "room": "1", "username": carol}));
+    assert_eq!(next_json(&mut a).await, json!({"msg_type": 5, "room": "1", "username": carol}));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(server.app.hub.members("1"), 1);
 }
@@ -284,22 +238,22 @@ async fn errors_in_order(backend: Backend) {
     for room in
         [json!("99"), json!("abc"), json!(-1), json!(1.5), json!(""), json!(null), json!("99999999999999999999999")]
     {
-        send(&mut a, json!({"command": "join", "room": room})).await;
-        assert_eq!(recv(&mut a).await, error("ROOM_INVALID"), "join {room}");
+        send_json(&mut a, json!({"command": "join", "room": room})).await;
+        assert_eq!(next_json(&mut a).await, error("ROOM_INVALID"), "join {room}");
     }
-    send(&mut a, json!({"command": "join"})).await;
-    assert_eq!(recv(&mut a).await, error("ROOM_INVALID"));
+    send_json(&mut a, json!({"command": "join"})).await;
+    assert_eq!(next_json(&mut a).await, error("ROOM_INVALID"));
     assert_eq!(join(&mut a, "2").await, error("ROOM_ACCESS_DENIED"), "staff only");
     assert_eq!(join(&mut s, "2").await, json!({"join": "2", "title": "Staff"}));
     // send to a room not joined: ROOM_ACCESS_DENIED, even when the room does not exist.
     for room in ["1", "99"] {
-        send(&mut a, json!({"command": "send", "room": room, "message": "x"})).await;
-        assert_eq!(recv(&mut a).await, error("ROOM_ACCESS_DENIED"), "send to {room}");
+        send_json(&mut a, json!({"command": "send", "room": room, "message": "x"})).await;
+        assert_eq!(next_json(&mut a).await, error("ROOM_ACCESS_DENIED"), "send to {room}");
     }
-    send(&mut a, json!({"command": "leave", "room": "1"})).await;
-    assert_eq!(recv(&mut a).await, error("ROOM_ACCESS_DENIED"));
-    send(&mut a, json!({"command": "leave", "room": "99"})).await;
-    assert_eq!(recv(&mut a).await, error("ROOM_INVALID"));
+    send_json(&mut a, json!({"command": "leave", "room": "1"})).await;
+    assert_eq!(next_json(&mut a).await, error("ROOM_ACCESS_DENIED"));
+    send_json(&mut a, json!({"command": "leave", "room": "99"})).await;
+    assert_eq!(next_json(&mut a).await, error("ROOM_INVALID"));
 }
 
 async fn malformed_frames_keep_the_socket(backend: Backend) {
@@ -318,21 +272,21 @@ async fn malformed_frames_keep_the_socket(backend: Backend) {
     ];
     for text in frames {
         a.send(Message::Text(text.into())).await.unwrap();
-        assert_eq!(recv(&mut a).await, error("MALFORMED_COMMAND"), "{text}");
+        assert_eq!(next_json(&mut a).await, error("MALFORMED_COMMAND"), "{text}");
     }
     a.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert_eq!(recv(&mut a).await, error("MALFORMED_COMMAND"));
+    assert_eq!(next_json(&mut a).await, error("MALFORMED_COMMAND"));
     assert_eq!(join(&mut a, "1").await["join"], "1", "the socket still works");
 
     let at_limit = "é".repeat(4096);
-    send(&mut a, json!({"command": "send", "room": "1", "message": at_limit})).await;
-    assert_eq!(recv(&mut a).await["message"], at_limit);
-    send(&mut a, json!({"command": "send", "room": "1", "message": "x".repeat(4097)})).await;
-    assert_eq!(recv(&mut a).await, error("MESSAGE_TOO_LONG"));
+    send_json(&mut a, json!({"command": "send", "room": "1", "message": at_limit})).await;
+    assert_eq!(next_json(&mut a).await["message"], at_limit);
+    send_json(&mut a, json!({"command": "send", "room": "1", "message": "x".repeat(4097)})).await;
+    assert_eq!(next_json(&mut a).await, error("MESSAGE_TOO_LONG"));
 
     // A frame over 64 KiB closes with 1009.
     a.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
-    assert_eq!(close_code(&mut a).await, Some(CloseCode::Size));
+    assert_eq!(close_code(&mut a, Duration::from_secs(5)).await, Some(1009));
 }
 
 async fn http_api(backend: Backend) {
@@ -414,7 +368,7 @@ async fn expired_token_closes_with_4401(backend: Backend) {
     let token = server.app.db.issue_token(id, Some(Duration::from_millis(1500))).await.unwrap();
     let mut socket = server.connect(token.expose_secret()).await;
     assert_eq!(join(&mut socket, "1").await["join"], "1");
-    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Library(4401)));
+    assert_eq!(close_code(&mut socket, Duration::from_secs(5)).await, Some(4401));
 }
 
 async fn store_outage_is_503(backend: Backend) {
@@ -451,7 +405,7 @@ async fn a_slow_client_does_not_stall_the_room(backend: Backend) {
             sender.send(Message::Text(frame.to_string().into())).await.unwrap();
         }
         for i in 0..batch {
-            let frame = recv(&mut fast).await;
+            let frame = next_json(&mut fast).await;
             let message = frame["message"].as_str().unwrap_or_default();
             assert!(message.starts_with(&format!("{round}/{i} ")), "round {round}, message {i}: {message:.20}");
         }
@@ -539,14 +493,13 @@ async fn logout_closes_that_tokens_sockets_within_a_second(backend: Backend) {
     let (status, _, _) = server.http("POST", "/api/logout", &[("cookie", &format!("key={first}"))], "").await;
     assert_eq!(status, 204);
     for socket in [&mut phone, &mut tablet] {
-        let closed = tokio::time::timeout(Duration::from_secs(1), close_code(socket)).await;
-        assert_eq!(closed.expect("not closed within 1 s"), Some(CloseCode::Library(4401)));
+        assert_eq!(close_code(socket, Duration::from_secs(1)).await, Some(4401), "not closed within 1 s");
     }
     // The same user's other token and other users stay connected: they see
     // the two closed sockets leave, and still get answers.
     for socket in [&mut laptop, &mut bob] {
         for _ in 0..2 {
-            assert_eq!(recv(socket).await, json!({"msg_type": 5, "room": "1", "username": alice}));
+            assert_eq!(next_json(socket).await, json!({"msg_type": 5, "room": "1", "username": alice}));
         }
         assert_eq!(join(socket, "1").await["join"], "1");
     }
@@ -563,8 +516,7 @@ async fn a_token_deleted_in_the_database_is_noticed_at_revalidation(backend: Bac
     assert_eq!(join(&mut socket, "1").await["join"], "1");
     let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
     execute(&server, "DELETE FROM ws_auth_tokens WHERE user_id = $1", id).await;
-    let closed = tokio::time::timeout(Duration::from_secs(5), close_code(&mut socket)).await;
-    assert_eq!(closed.expect("not noticed within 5 s"), Some(CloseCode::Library(4401)));
+    assert_eq!(close_code(&mut socket, Duration::from_secs(5)).await, Some(4401), "not noticed within 5 s");
     assert_eq!(join(&mut bob, "1").await["join"], "1", "bob's token is still valid");
     task.abort();
 }

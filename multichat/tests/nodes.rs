@@ -4,27 +4,19 @@
 //! the token's socket on the other within a second. The `revoke` command
 //! reaches every process too.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use testkit::{Socket, close_code, next_json, send_json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ws_token_auth::Token;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The example binary that `cargo test` built beside this test.
-fn multichat() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("multichat");
-    assert!(path.exists(), "{} is missing: `cargo test` builds the examples", path.display());
-    path
+/// The `multichat` binary that `cargo test` built for this package.
+fn multichat() -> &'static str {
+    env!("CARGO_BIN_EXE_multichat")
 }
 
 async fn cli(database: &str, args: &[&str]) -> String {
@@ -48,33 +40,8 @@ async fn serve(database: &str, redis: &str) -> (Child, String) {
 }
 
 async fn connect(addr: &str, token: &str) -> Socket {
-    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
-    req.headers_mut().insert("cookie", format!("key={token}").parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket.send(Message::Text(value.to_string().into())).await.unwrap();
-}
-
-async fn recv(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("no frame within 5 s") {
-            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-async fn closed_with(socket: &mut Socket) -> Option<CloseCode> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => {}
-            _ => return None,
-        }
-    }
+    let cookie = format!("key={token}");
+    testkit::handshake(&format!("ws://{addr}/chat/stream/"), &[("cookie", &cookie)]).await.2.expect("upgraded")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,25 +59,27 @@ async fn two_processes_form_one_chat() {
 
     let mut alice = connect(&a, &alice_token).await;
     let mut bob = connect(&b, &bob_token).await;
-    send(&mut alice, json!({"command": "join", "room": "1"})).await;
-    assert_eq!(recv(&mut alice).await, json!({"join": "1", "title": "General"}));
-    send(&mut bob, json!({"command": "join", "room": "1"})).await;
-    assert_eq!(recv(&mut bob).await, json!({"join": "1", "title": "General"}));
-    assert_eq!(recv(&mut alice).await, json!({"msg_type": 4, "room": "1", "username": "bob"}));
+    send_json(&mut alice, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(next_json(&mut alice).await, json!({"join": "1", "title": "General"}));
+    send_json(&mut bob, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(next_json(&mut bob).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(next_json(&mut alice).await, json!({"msg_type": 4, "room": "1", "username": "bob"}));
     // Alice leaves and comes back: bob sees both, alice gets her own leave notice once.
-    send(&mut alice, json!({"command": "leave", "room": "1"})).await;
-    assert_eq!(recv(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
-    assert_eq!(recv(&mut alice).await, json!({"leave": "1"}));
-    assert_eq!(recv(&mut bob).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
-    send(&mut alice, json!({"command": "join", "room": "1"})).await;
-    assert_eq!(recv(&mut alice).await, json!({"join": "1", "title": "General"}));
-    assert_eq!(recv(&mut bob).await, json!({"msg_type": 4, "room": "1", "username": "alice"}));
+    send_json(&mut alice, json!({"command": "leave", "room": "1"})).await;
+    assert_eq!(next_json(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+    assert_eq!(next_json(&mut alice).await, json!({"leave": "1"}));
+    assert_eq!(next_json(&mut bob).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+    send_json(&mut alice, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(next_json(&mut alice).await, json!({"join": "1", "title": "General"}));
+    assert_eq!(next_json(&mut bob).await, json!({"msg_type": 4, "room": "1", "username": "alice"}));
 
     // Messages both ways, each delivered once to each socket.
-    send(&mut alice, json!({"command": "send", "room": "1", "message": "hi from A"})).await;
-    send(&mut bob, json!({"command": "send", "room": "1", "message": "hi from B"})).await;
-    let mut seen_by_alice = vec![recv(&mut alice).await["message"].clone(), recv(&mut alice).await["message"].clone()];
-    let mut seen_by_bob = vec![recv(&mut bob).await["message"].clone(), recv(&mut bob).await["message"].clone()];
+    send_json(&mut alice, json!({"command": "send", "room": "1", "message": "hi from A"})).await;
+    send_json(&mut bob, json!({"command": "send", "room": "1", "message": "hi from B"})).await;
+    let mut seen_by_alice =
+        vec![next_json(&mut alice).await["message"].clone(), next_json(&mut alice).await["message"].clone()];
+    let mut seen_by_bob =
+        vec![next_json(&mut bob).await["message"].clone(), next_json(&mut bob).await["message"].clone()];
     seen_by_alice.sort_by_key(Value::to_string);
     seen_by_bob.sort_by_key(Value::to_string);
     assert_eq!(seen_by_alice, [json!("hi from A"), json!("hi from B")]);
@@ -127,32 +96,22 @@ async fn two_processes_form_one_chat() {
     let mut response = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut client, &mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 204"), "{response}");
-    let code =
-        tokio::time::timeout(Duration::from_secs(1), closed_with(&mut bob)).await.expect("bob not closed within 1 s");
-    assert_eq!(code, Some(CloseCode::Library(4401)));
-    assert_eq!(recv(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "bob"}));
+    assert_eq!(close_code(&mut bob, Duration::from_secs(1)).await, Some(4401), "bob not closed within 1 s");
+    assert_eq!(next_json(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "bob"}));
 
     // `multichat revoke --user carol --redis-url` closes carol's socket on node B.
     let mut carol = connect(&b, &carol_token).await;
-    send(&mut carol, json!({"command": "join", "room": "1"})).await;
-    assert_eq!(recv(&mut carol).await["join"], "1");
+    send_json(&mut carol, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(next_json(&mut carol).await["join"], "1");
     assert_eq!(cli(&database, &["revoke", "--user", "carol", "--redis-url", &redis]).await.trim(), "1");
-    let code = tokio::time::timeout(Duration::from_secs(1), closed_with(&mut carol))
-        .await
-        .expect("carol not closed within 1 s");
-    assert_eq!(code, Some(CloseCode::Library(4401)));
+    assert_eq!(close_code(&mut carol, Duration::from_secs(1)).await, Some(4401), "carol not closed within 1 s");
     let _ = std::fs::remove_file(file);
 }
 
 /// The handshake's status for `token` on `addr`.
 async fn handshake_status(addr: &str, token: &str) -> u16 {
-    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
-    req.headers_mut().insert("cookie", format!("key={token}").parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("handshake failed below HTTP: {other}"),
-    }
+    let cookie = format!("key={token}");
+    testkit::handshake(&format!("ws://{addr}/chat/stream/"), &[("cookie", &cookie)]).await.0.as_u16()
 }
 
 /// Waits up to a second for `addr` to answer `token` with `status`.
@@ -178,8 +137,7 @@ async fn deactivate_and_activate_reach_every_process_caches_included() {
     let (mut on_a, mut on_b) = (connect(&a, &dave).await, connect(&b, &dave).await);
     cli(&database, &["deactivate", "dave", "--redis-url", &redis]).await;
     for socket in [&mut on_a, &mut on_b] {
-        let code = tokio::time::timeout(Duration::from_secs(1), closed_with(socket)).await.expect("not closed in 1 s");
-        assert_eq!(code, Some(CloseCode::Library(4403)));
+        assert_eq!(close_code(socket, Duration::from_secs(1)).await, Some(4403), "not closed within 1 s");
     }
     // Refused at once on both, whatever the caches held.
     assert_eq!(handshake_status(&a, &dave).await, 401);

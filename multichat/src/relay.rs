@@ -20,19 +20,19 @@ use super::chat::Hub;
 
 /// A room frame on its way to every node.
 #[derive(Debug)]
-pub(crate) struct Relayed {
-    pub(crate) room: String,
+pub struct Relayed {
+    pub room: String,
     /// The socket (on this node) that must not get the frame.
-    pub(crate) skip: Option<u64>,
+    pub skip: Option<u64>,
     /// The frame; none for a join with notices off.
-    pub(crate) frame: Option<Utf8Bytes>,
+    pub frame: Option<Utf8Bytes>,
     /// A join by `skip`: it becomes a member when this comes back.
-    pub(crate) join: bool,
+    pub join: bool,
 }
 
 /// The channel names of one chat: derived from the database URL, so that the
 /// processes serving one database form one chat and others stay apart.
-pub(crate) fn channels(database_url: &str) -> (String, String) {
+pub fn channels(database_url: &str) -> (String, String) {
     let id = ws_token_auth::Token::new(database_url.replace(' ', "%20"))
         .map(|t| t.id().to_string())
         .unwrap_or_else(|_| "default".into());
@@ -40,7 +40,7 @@ pub(crate) fn channels(database_url: &str) -> (String, String) {
 }
 
 /// Starts the tasks that publish this node's frames and deliver every node's.
-pub(crate) fn start(
+pub fn start(
     client: redis::Client,
     publisher: redis::aio::ConnectionManager,
     channel: String,
@@ -56,7 +56,7 @@ pub(crate) fn start(
             let frame = relayed.frame.as_ref().map_or("", Utf8Bytes::as_str);
             let payload = format!("{} {node} {skip} {}\n{frame}", relayed.room, u8::from(relayed.join));
             if let Err(error) = publisher.publish::<_, _, usize>(&out_channel, payload).await {
-                eprintln!("relay: cannot publish a room frame: {error}");
+                tracing::warn!(%error, "relay: cannot publish a room frame");
             }
         }
     });
@@ -72,9 +72,9 @@ pub(crate) fn start(
                             hub.deliver_local(room, skip, frame, join);
                         }
                     }
-                    eprintln!("relay: lost the Redis subscription; reconnecting");
+                    tracing::warn!("relay: lost the Redis subscription; reconnecting");
                 }
-                Err(error) => eprintln!("relay: cannot subscribe to Redis ({error}); retrying"),
+                Err(error) => tracing::warn!(%error, "relay: cannot subscribe to Redis; retrying"),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));

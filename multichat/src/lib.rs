@@ -1,25 +1,29 @@
 //! multichat: the showcase of ws-token-auth. A chat server that speaks the
-//! protocol of the classic Django Channels "multichat" example (see
-//! PROTOCOL.md), so its web and Android clients work unchanged, with the
-//! handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`, and every
-//! token change made through one `Lifecycle`.
+//! protocol of the classic Django Channels "multichat" example
+//! (`docs/PROTOCOL.md`), so its web and Android clients work unchanged, with
+//! the handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`, and
+//! every token change made through one `Lifecycle`.
 //!
 //! ```sh
-//! cargo run --example multichat                      # serve on 127.0.0.1:8000, SQLite file multichat.db
-//! cargo run --example multichat -- create-user alice --password secret
-//! cargo run --example multichat -- seed-users --count 1000 > tokens.txt
-//! cargo run --example multichat -- revoke --user alice
-//! cargo run --example multichat -- serve --database-url postgres://postgres@127.0.0.1/test
+//! cargo run -p multichat                      # serve on 127.0.0.1:8000, SQLite file multichat.db
+//! cargo run -p multichat -- create-user alice --password secret
+//! cargo run -p multichat -- seed-users --count 1000 > tokens.txt
+//! cargo run -p multichat -- revoke --user alice
+//! cargo run -p multichat -- serve --database-url postgres://postgres@127.0.0.1/test
 //! ```
+//!
+//! The binary is `src/main.rs`; this library holds the app, so that its tests
+//! and benchmarks drive the same code.
 //!
 //! stdout carries only what a command is for (the address, a token, `username
 //! token` lines, a count); progress and errors go to stderr.
 
-pub(crate) mod api;
-pub(crate) mod chat;
-pub(crate) mod db;
-pub(crate) mod protocol;
-pub(crate) mod relay;
+pub mod api;
+pub mod chat;
+pub mod db;
+pub mod logging;
+pub mod protocol;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -48,7 +52,7 @@ commands:
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Command {
+pub enum Command {
     Serve {
         bind: SocketAddr,
         allowed_origins: Vec<String>,
@@ -88,7 +92,7 @@ pub(crate) enum Command {
 
 /// Parses the arguments after the program name; `--database-url` may stand
 /// anywhere. Returns the database URL (None: use the default) and the command.
-pub(crate) fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
+pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
     let mut database_url = None;
     let mut rest = Vec::new();
     let mut it = args.iter();
@@ -204,9 +208,8 @@ fn seconds(flag: &str, value: Option<String>) -> Result<Option<u64>, String> {
         .transpose()
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+/// Runs the command line `args` (without the program's name).
+pub async fn main(args: Vec<String>) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
@@ -266,7 +269,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
                 origin = origin.allow(allowed)?;
             }
             if db.user_count().await? == 0 {
-                eprintln!("no users yet: create one with `multichat create-user NAME --password PW`");
+                tracing::warn!("no users yet: create one with `multichat create-user NAME --password PW`");
             }
             let app = match &redis_url {
                 Some(redis_url) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
@@ -276,14 +279,15 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             // database itself) close their sockets within this interval.
             app.lifecycle.revalidate_every(std::time::Duration::from_secs(revalidate_secs));
             let listener = tokio::net::TcpListener::bind(bind).await?;
-            println!("http://{}", listener.local_addr()?);
+            let addr = listener.local_addr()?;
+            println!("http://{addr}");
             if insecure_no_auth {
                 // For benchmarks only: the same chat without authentication.
-                eprintln!("WARNING: --insecure-no-auth: anyone may connect as anyone (a benchmark baseline)");
+                tracing::warn!("--insecure-no-auth: anyone may connect as anyone (a benchmark baseline)");
                 api::serve(listener, api::router_without_auth(app), HEADER_TIMEOUT).await;
                 return Ok(());
             }
-            eprintln!("serving the chat page at / and the WebSocket at /chat/stream/");
+            tracing::info!(%addr, "serving the chat page at / and the WebSocket at /chat/stream/");
             api::serve(listener, api::router(app, origin), HEADER_TIMEOUT).await;
         }
         Command::CreateUser { name, password, staff, token_ttl } => {

@@ -4,32 +4,22 @@
 //! second (tokio-tungstenite) client, see `<img src=x onerror=alert(1)>` shown
 //! as text with no element created, log out.
 
-#[allow(dead_code)]
-#[path = "../examples/multichat/main.rs"]
-mod multichat;
+mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use multichat::api::{App, router};
+use futures_util::SinkExt;
+use multichat::api::App;
 use multichat::db::{Db, hash_password};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use ws_token_auth::{OriginPolicy, Token};
+use ws_token_auth::Token;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.expect("no frame in 30 s");
-        if let Some(Ok(Message::Text(text))) = frame {
-            return serde_json::from_str(&text).unwrap();
-        }
-        assert!(matches!(frame, Some(Ok(_))), "bob's socket ended: {frame:?}");
-    }
+/// Bob's next frame as JSON; the browser on the other side is slow.
+async fn next_json(socket: &mut testkit::Socket) -> Value {
+    serde_json::from_str(&testkit::next_text_within(socket, Duration::from_secs(30)).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,15 +36,11 @@ async fn the_page_in_headless_chromium() {
     let bob_id = db.create_user("bob", &hash_password("bob-pw").unwrap(), false).await.unwrap();
     let bob_token = db.issue_token(bob_id, None).await.unwrap();
     let app = App::new(db.clone(), true, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(app, OriginPolicy::same_host())).await.unwrap() });
+    let addr = common::serve_app(app).await;
 
     // Bob: an Android-style client in General.
-    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
-    req.headers_mut().insert("cookie", format!("key={}", bob_token.expose_secret()).parse().unwrap());
-    let (mut bob, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    bob.send(Message::Text(json!({"command": "join", "room": "1"}).to_string().into())).await.unwrap();
+    let mut bob = common::connect_with_token(addr, bob_token.expose_secret()).await;
+    testkit::send_json(&mut bob, json!({"command": "join", "room": "1"})).await;
     assert_eq!(next_json(&mut bob).await["join"], "1");
 
     let mut node = tokio::process::Command::new("node")

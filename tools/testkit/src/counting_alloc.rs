@@ -1,24 +1,25 @@
 //! A global allocator that counts the bytes currently allocated, for tests
-//! that check that the heap returns to its level. Include it with
-//! `#[path = "common/counting_alloc.rs"] mod counting_alloc;` in a test binary
-//! of its own (the count is process-wide).
+//! that check that the heap returns to its level. Install it in a test binary
+//! of its own (the count is process-wide):
+//! `#[global_allocator] static ALLOC: testkit::CountingAlloc = testkit::CountingAlloc;`
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 /// The system allocator, counting.
-pub(crate) struct Counting;
+#[derive(Debug)]
+pub struct CountingAlloc;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
 /// Bytes allocated and not yet freed, in the whole process.
-pub(crate) fn live_bytes() -> isize {
+pub fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::SeqCst)
 }
 
 // SAFETY: every call defers to `System` with the caller's arguments; the
 // counter is only arithmetic.
-unsafe impl GlobalAlloc for Counting {
+unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
@@ -32,6 +33,3 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;

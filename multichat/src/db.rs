@@ -12,11 +12,11 @@ use ws_token_auth::store::{SqlTokenStore, UsersTable};
 use ws_token_auth::{ManageTokens, TokenUser};
 
 /// Errors of the example's own code.
-pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The app's own database connection, for its own queries.
 #[derive(Debug, Clone)]
-pub(crate) enum Pool {
+pub enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -33,10 +33,10 @@ macro_rules! with_pool {
 
 /// A user as the chat sees it; read by `SqlTokenStore` from `chat_users`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub(crate) struct ChatUser {
-    pub(crate) id: i64,
-    pub(crate) username: String,
-    pub(crate) is_staff: bool,
+pub struct ChatUser {
+    pub id: i64,
+    pub username: String,
+    pub is_staff: bool,
 }
 
 impl TokenUser for ChatUser {
@@ -48,25 +48,25 @@ impl TokenUser for ChatUser {
 
 /// A room.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub(crate) struct RoomRow {
-    pub(crate) id: i64,
-    pub(crate) title: String,
-    pub(crate) staff_only: bool,
+pub struct RoomRow {
+    pub id: i64,
+    pub title: String,
+    pub staff_only: bool,
 }
 
 /// A user's login data.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct Login {
-    pub(crate) id: i64,
-    pub(crate) username: String,
-    pub(crate) password_hash: String,
-    pub(crate) is_active: bool,
-    pub(crate) is_staff: bool,
+pub struct Login {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub is_active: bool,
+    pub is_staff: bool,
 }
 
 impl Login {
     /// The user this login is, as the chat sees it.
-    pub(crate) fn user(&self) -> ChatUser {
+    pub fn user(&self) -> ChatUser {
         ChatUser { id: self.id, username: self.username.clone(), is_staff: self.is_staff }
     }
 }
@@ -100,15 +100,15 @@ ON CONFLICT (id) DO NOTHING;";
 
 /// The database and the token store on it.
 #[derive(Debug, Clone)]
-pub(crate) struct Db {
-    pub(crate) pool: Pool,
-    pub(crate) tokens: SqlTokenStore<ChatUser>,
+pub struct Db {
+    pub pool: Pool,
+    pub tokens: SqlTokenStore<ChatUser>,
 }
 
 impl Db {
     /// Opens `url` (`sqlite://FILE` or `postgres://...`), creating the SQLite
     /// file, the schema and the two rooms where missing.
-    pub(crate) async fn open(url: &str) -> Result<Self, Error> {
+    pub async fn open(url: &str) -> Result<Self, Error> {
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -143,20 +143,20 @@ impl Db {
     }
 
     /// Every room, by id.
-    pub(crate) async fn rooms(&self) -> Result<Vec<RoomRow>, Error> {
+    pub async fn rooms(&self) -> Result<Vec<RoomRow>, Error> {
         let sql = "SELECT id, title, staff_only FROM chat_rooms ORDER BY id";
         Ok(with_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?)
     }
 
     /// How many users there are.
-    pub(crate) async fn user_count(&self) -> Result<i64, Error> {
+    pub async fn user_count(&self) -> Result<i64, Error> {
         let sql = "SELECT COUNT(*) FROM chat_users";
         let (n,): (i64,) = with_pool!(&self.pool, p => sqlx::query_as(sql).fetch_one(p).await)?;
         Ok(n)
     }
 
     /// Creates a user; fails if the name is taken.
-    pub(crate) async fn create_user(&self, name: &str, password_hash: &str, staff: bool) -> Result<i64, Error> {
+    pub async fn create_user(&self, name: &str, password_hash: &str, staff: bool) -> Result<i64, Error> {
         let sql = "INSERT INTO chat_users (username, password_hash, is_staff) VALUES ($1, $2, $3) RETURNING id";
         let (id,): (i64,) = with_pool!(&self.pool, p => sqlx::query_as(sql)
             .bind(name).bind(password_hash).bind(staff).fetch_one(p).await)
@@ -166,7 +166,7 @@ impl Db {
 
     /// Creates the users that do not exist yet, in one transaction; returns
     /// every name's user.
-    pub(crate) async fn ensure_users(&self, names: &[String], password_hash: &str) -> Result<Vec<ChatUser>, Error> {
+    pub async fn ensure_users(&self, names: &[String], password_hash: &str) -> Result<Vec<ChatUser>, Error> {
         let insert =
             "INSERT INTO chat_users (username, password_hash) VALUES ($1, $2) ON CONFLICT (username) DO NOTHING";
         let select = "SELECT id, username, is_staff FROM chat_users WHERE username = $1";
@@ -183,13 +183,13 @@ impl Db {
     }
 
     /// A user's login data.
-    pub(crate) async fn login(&self, name: &str) -> Result<Option<Login>, Error> {
+    pub async fn login(&self, name: &str) -> Result<Option<Login>, Error> {
         let sql = "SELECT id, username, password_hash, is_active, is_staff FROM chat_users WHERE username = $1";
         Ok(with_pool!(&self.pool, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await)?)
     }
 
     /// A fresh token for the user with id `id`, valid for `ttl` or until revoked.
-    pub(crate) async fn issue_token(&self, id: i64, ttl: Option<Duration>) -> Result<ws_token_auth::Token, Error> {
+    pub async fn issue_token(&self, id: i64, ttl: Option<Duration>) -> Result<ws_token_auth::Token, Error> {
         let sql = "SELECT id, username, is_staff FROM chat_users WHERE id = $1";
         let user: Option<ChatUser> = with_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         let user = user.ok_or_else(|| format!("no user with id {id}"))?;
@@ -197,7 +197,7 @@ impl Db {
     }
 
     /// A user's id.
-    pub(crate) async fn user_id(&self, name: &str) -> Result<Option<i64>, Error> {
+    pub async fn user_id(&self, name: &str) -> Result<Option<i64>, Error> {
         let sql = "SELECT id FROM chat_users WHERE username = $1";
         let row: Option<(i64,)> = with_pool!(&self.pool, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await)?;
         Ok(row.map(|(id,)| id))
@@ -205,12 +205,12 @@ impl Db {
 }
 
 /// Hashes a password with argon2id (slow by design: run it off the async runtime).
-pub(crate) fn hash_password(password: &str) -> Result<String, Error> {
+pub fn hash_password(password: &str) -> Result<String, Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| e.to_string())?.to_string())
 }
 
 /// Checks a password against a stored hash; a malformed hash never matches.
-pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
+pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }

@@ -8,25 +8,21 @@
 
 #![allow(missing_docs)]
 
-#[allow(dead_code)]
-#[path = "../examples/multichat/main.rs"]
-mod multichat;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use multichat::api::{App, router};
+use multichat::api::App;
 use multichat::db::{Db, hash_password};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use ws_token_auth::{OriginPolicy, Token};
+use ws_token_auth::Token;
 
 async fn serve(app: App) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, router(app, OriginPolicy::same_host())).await.unwrap() });
-    addr
+    common::serve_app(app).await.to_string()
 }
 
 async fn logout(addr: &str, token: &str) {

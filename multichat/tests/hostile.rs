@@ -3,15 +3,8 @@
 //! requests. No 5xx, no panic, and the heap back to its level afterwards. Its
 //! own test binary with one test, so that the heap count is this test's alone.
 
-// The counting allocator (tests/common/counting_alloc.rs) implements `GlobalAlloc`, an unsafe trait.
-#![allow(unsafe_code)]
-
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-
-#[allow(dead_code)]
-#[path = "../examples/multichat/main.rs"]
-mod multichat;
+#[global_allocator]
+static ALLOC: testkit::CountingAlloc = testkit::CountingAlloc;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -74,7 +67,7 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     cache.invalidate_all();
     cache.run_pending_tasks().await;
-    let before = counting_alloc::live_bytes();
+    let before = testkit::live_bytes();
 
     // Over the limits (in a block: the test's own big strings are freed before the count).
     {
@@ -152,7 +145,7 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cache.invalidate_all();
         cache.run_pending_tasks().await;
-        grown = counting_alloc::live_bytes() - before;
+        grown = testkit::live_bytes() - before;
         if grown < 256 * 1024 {
             break;
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 /// chat answers that with `ROOM_INVALID` or `ROOM_ACCESS_DENIED`, per the
 /// protocol's error order).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
+pub enum Command {
     Join { room: Option<String> },
     Leave { room: Option<String> },
     Send { room: Option<String>, message: String },
@@ -16,11 +16,11 @@ pub(crate) enum Command {
 
 /// The frame is not a command: answered `MALFORMED_COMMAND`, socket kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub struct Malformed;
 
 /// Parses a text frame: a JSON object with a known `command`, and for `send`
 /// a string `message`.
-pub(crate) fn parse(text: &str) -> Result<Command, Malformed> {
+pub fn parse(text: &str) -> Result<Command, Malformed> {
     let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else { return Err(Malformed) };
     let room = frame.get("room").and_then(room_id);
     match frame.get("command").and_then(Value::as_str) {
@@ -36,7 +36,7 @@ pub(crate) fn parse(text: &str) -> Result<Command, Malformed> {
 
 /// A room id: a string of digits or a non-negative integer, as canonical
 /// decimal text (`"01"` and `1` are room `"1"`).
-pub(crate) fn room_id(value: &Value) -> Option<String> {
+pub fn room_id(value: &Value) -> Option<String> {
     match value {
         Value::Number(n) => n.as_u64().map(|n| n.to_string()),
         Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {

@@ -4,29 +4,17 @@
 //! when the database returns.
 
 mod common;
-#[allow(dead_code)]
-#[path = "../examples/multichat/main.rs"]
-mod multichat;
 
 use std::time::{Duration, Instant};
 
-use common::Proxy;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::StatusCode;
 use multichat::api::{App, router};
 use multichat::db::{Db, hash_password};
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::Proxy;
 use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::{OriginPolicy, Token};
-
-async fn next_json(socket: &mut common::Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("no frame in 5 s");
-        if let Some(Ok(Message::Text(text))) = frame {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_mid_run() {
@@ -54,7 +42,7 @@ async fn postgres_going_away_mid_run() {
     let (mut alice, mut bob) = (alice.unwrap(), bob.unwrap());
     for socket in [&mut alice, &mut bob] {
         socket.send(Message::Text(json!({"command": "join", "room": "1"}).to_string().into())).await.unwrap();
-        assert_eq!(next_json(socket).await["join"], "1");
+        assert_eq!(testkit::next_json(socket).await["join"], "1");
     }
 
     proxy.cut().await;
@@ -71,7 +59,7 @@ async fn postgres_going_away_mid_run() {
         .send(Message::Text(json!({"command": "send", "room": "1", "message": "still here"}).to_string().into()))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut bob).await["message"], "still here");
+    assert_eq!(testkit::next_json(&mut bob).await["message"], "still here");
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -87,13 +75,6 @@ async fn postgres_going_away_mid_run() {
 }
 
 /// Connects to the chat's endpoint with a cookie; the status, and the socket if upgraded.
-async fn connect_chat(addr: std::net::SocketAddr, cookie: &str) -> (StatusCode, Option<common::Socket>) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{addr}/chat/stream/").into_client_request().unwrap();
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((socket, response)) => (response.status(), Some(socket)),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => (response.status(), None),
-        Err(other) => panic!("handshake failed below HTTP: {other}"),
-    }
+async fn connect_chat(addr: std::net::SocketAddr, cookie: &str) -> (StatusCode, Option<testkit::Socket>) {
+    common::chat_handshake(addr, &[("cookie", cookie)]).await
 }
