@@ -113,7 +113,7 @@ async fn a_socket_registering_after_a_remote_revocation_is_closed_at_once() {
 #[tokio::test]
 async fn the_subscriber_recovers_from_an_outage_and_catches_up() {
     let (url, channel) = (redis_url(), channel());
-    let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let target = testkit::host_port(&url, 6379);
     let proxy = Proxy::start(target).await;
     let store: Shared = Arc::new(MemoryTokenStore::new());
     let a = node(&format!("redis://{}", proxy.addr), &channel, &store).await;

@@ -92,9 +92,8 @@ async fn postgres_outage_is_503_and_recovers() {
     store.migrate().await.unwrap();
     let token = store.issue(&User { id: 1, name: "alice".into() }, None).await.unwrap();
 
-    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
-    let proxied_url = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
-    assert_ne!(proxied_url, url, "DATABASE_URL must name 127.0.0.1:5432 for the proxy to stand in between");
+    let proxy = Proxy::start(testkit::host_port(&url, 5432)).await;
+    let proxied_url = testkit::through(&url, &proxy, 5432);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(800))
         .connect(&proxied_url)
@@ -109,7 +108,7 @@ async fn postgres_outage_is_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_is_503_and_recovers() {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
-    let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let target = testkit::host_port(&url, 6379);
     let proxy = Proxy::start(target).await;
     let prefix = unique("outage");
     let store = RedisTokenStore::<User>::connect(&format!("redis://{}", proxy.addr), &prefix).await.unwrap();

@@ -19,9 +19,8 @@ use ws_token_auth::{OriginPolicy, Token};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_mid_run() {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");
-    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
-    let proxied = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
-    assert_ne!(proxied, url, "DATABASE_URL must name 127.0.0.1:5432 for the proxy to stand in between");
+    let proxy = Proxy::start(testkit::host_port(&url, 5432)).await;
+    let proxied = testkit::through(&url, &proxy, 5432);
     let db = Db::open(&proxied).await.unwrap();
     let tag = Token::generate().expose_secret()[..8].to_owned();
     let hash = hash_password("pw").unwrap();

@@ -7,5 +7,5 @@ mod proxy;
 mod ws;
 
 pub use counting_alloc::{CountingAlloc, live_bytes};
-pub use proxy::Proxy;
+pub use proxy::{Proxy, host_port, through};
 pub use ws::{Socket, close_code, handshake, next_json, next_text, next_text_within, send_json};

@@ -55,3 +55,35 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// The `host:port` a service URL names (`postgres://user@host:port/db`,
+/// `redis://host:port`), with `default_port` when it names none.
+pub fn host_port(url: &str, default_port: u16) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if authority.contains(':') { authority.to_owned() } else { format!("{authority}:{default_port}") }
+}
+
+/// `url` with its `host:port` replaced by the proxy's address.
+pub fn through(url: &str, proxy: &Proxy, default_port: u16) -> String {
+    let target = host_port(url, default_port);
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));
+    let path = rest.strip_prefix(target.as_str()).or_else(|| rest.strip_prefix(target.split(':').next().unwrap()));
+    let at = if user.is_empty() { String::new() } else { format!("{user}@") };
+    format!("{scheme}://{at}{}{}", proxy.addr, path.unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_reads_service_urls() {
+        assert_eq!(host_port("postgres://postgres@127.0.0.1:55432/test", 5432), "127.0.0.1:55432");
+        assert_eq!(host_port("postgres://u:p@db.local/test?sslmode=disable", 5432), "db.local:5432");
+        assert_eq!(host_port("redis://127.0.0.1:6379", 6379), "127.0.0.1:6379");
+        assert_eq!(host_port("redis://127.0.0.1/", 6379), "127.0.0.1:6379");
+    }
+}
