@@ -164,6 +164,11 @@ impl OriginPolicy {
             return Err(OriginError::Opaque);
         }
         let origin = Origin::parse(origin).ok_or(OriginError::Malformed)?;
+        // A page's origin is http or https; `ws://`, `foo://` and the like
+        // are not a browser page that same-host or an allowlist could mean.
+        if !(origin.scheme.eq_ignore_ascii_case("http") || origin.scheme.eq_ignore_ascii_case("https")) {
+            return Err(OriginError::Scheme);
+        }
         let same_host = self.same_host && host.and_then(Authority::parse).is_some_and(|h| origin.is_on(&h));
         if same_host || self.allowed.iter().any(|p| p.matches(&origin)) { Ok(()) } else { Err(OriginError::NotAllowed) }
     }
@@ -185,12 +190,18 @@ pub enum OriginError {
     /// The origin is well formed but not allowed.
     #[error("the request's Origin is not allowed")]
     NotAllowed,
+    /// The origin's scheme is not `http` or `https` (`ws://`, `foo://`):
+    /// not a web page's origin.
+    #[error("the request's Origin has a scheme other than http or https")]
+    Scheme,
 }
 
 /// A pattern given to [`OriginPolicy::allowlist`] or [`OriginPolicy::allow`] is
 /// not an origin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid origin pattern {pattern:?}: expected scheme://host[:port], the host optionally starting with `*.`")]
+#[error(
+    "invalid origin pattern {pattern:?}: expected http(s)://host[:port], the host optionally starting with `*.`"
+)]
 pub struct OriginPatternError {
     pattern: String,
 }
@@ -216,6 +227,9 @@ impl OriginPattern {
     fn parse(pattern: &str) -> Result<Self, OriginPatternError> {
         let error = || OriginPatternError { pattern: pattern.to_owned() };
         let origin = Origin::parse(pattern).ok_or_else(error)?;
+        if !(origin.scheme.eq_ignore_ascii_case("http") || origin.scheme.eq_ignore_ascii_case("https")) {
+            return Err(error()); // no page has another scheme: such a pattern would never match
+        }
         let (host, subdomains) = match origin.authority.host.strip_prefix("*.") {
             Some(rest) if !rest.is_empty() && !rest.contains('*') => (&origin.authority.host[1..], true),
             Some(_) => return Err(error()),
@@ -364,10 +378,22 @@ mod tests {
             (Some("http://[::1"), "[::1]", Err(Malformed)),
             (Some("http://[::1]x"), "[::1]", Err(Malformed)),
             (Some("http://localhost:8000"), "", Err(NotAllowed)),
+            (Some("foo://localhost:8000"), "localhost:8000", Err(Scheme)),
+            (Some("ws://localhost:8000"), "localhost:8000", Err(Scheme)),
+            (Some("wss://chat.example.com"), "chat.example.com", Err(Scheme)),
+            (Some("file://localhost:8000"), "localhost:8000", Err(Scheme)),
         ];
         for (origin, host, expected) in rows {
             assert_eq!(same_host(*origin, host), *expected, "Origin {origin:?}, Host {host:?}");
         }
+    }
+
+    #[test]
+    fn patterns_other_than_http_or_https_are_refused_in_the_builder() {
+        for pattern in ["ws://chat.example.com", "wss://*.example.com", "foo://a:1", "file://x"] {
+            assert!(OriginPolicy::same_host().allow(pattern).is_err(), "{pattern}");
+        }
+        assert!(OriginPolicy::same_host().allow("HTTPS://chat.example.com").is_ok());
     }
 
     #[test]
