@@ -199,9 +199,7 @@ pub enum OriginError {
 /// A pattern given to [`OriginPolicy::allowlist`] or [`OriginPolicy::allow`] is
 /// not an origin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid origin pattern {pattern:?}: expected http(s)://host[:port], the host optionally starting with `*.`"
-)]
+#[error("invalid origin pattern {pattern:?}: expected http(s)://host[:port], the host optionally starting with `*.`")]
 pub struct OriginPatternError {
     pattern: String,
 }

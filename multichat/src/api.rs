@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
@@ -20,6 +20,7 @@ use ws_token_auth::{AuthenticatedUser, Authenticator, Lifecycle, OriginPolicy};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
 use super::db::{ChatUser, Db, hash_password, verify_password};
+use super::limits::{Limits, LoginGate, TooMany};
 
 /// What the handshakes ask: the token table behind a short cache, so a
 /// handshake costs no query when the token was seen in the last 30 s. The
@@ -38,6 +39,12 @@ pub struct App {
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
     secure_cookies: bool,
+    /// What a client is allowed.
+    pub limits: Arc<Limits>,
+    /// Password checks: bounded, queued, throttled.
+    logins: Arc<LoginGate>,
+    /// Who may log in from a browser (login CSRF); set by [`router`].
+    origin: OriginPolicy,
 }
 
 impl App {
@@ -79,21 +86,60 @@ impl App {
             tokio::task::spawn_blocking(|| hash_password(&ws_token_auth::Token::generate().expose_secret()[..16]))
                 .await??
                 .into();
-        Ok(Self { db, hub, lifecycle, dummy_hash, secure_cookies })
+        let limits = Limits::default();
+        let logins = Arc::new(LoginGate::new(&limits));
+        let (limits, origin) = (Arc::new(limits), OriginPolicy::same_host());
+        Ok(Self { db, hub, lifecycle, dummy_hash, secure_cookies, limits, logins, origin })
+    }
+
+    /// The same app with other limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.logins = Arc::new(LoginGate::new(&limits));
+        self.limits = Arc::new(limits);
+        self
     }
 }
 
 /// Serves `router` on `listener` over HTTP/1.1 (WebSocket upgrades included)
-/// until the task is dropped. A client has `header_timeout` to send a request
-/// head (a slowloris connection is closed then), and at most 100 header lines
-/// (hyper's limit: more is answered 431).
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: std::time::Duration) {
+/// until the task is dropped, within `limits`: a client has
+/// `header_timeout` to send a request head (a slowloris connection is closed
+/// then) and at most 100 header lines (hyper's limit: more is answered 431);
+/// past `max_connections` open connections a new one is closed at once; when
+/// accepting fails (descriptors ran out), the loop backs off instead of
+/// spinning. Each request carries the client's address (`ConnectInfo`).
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &Limits) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let header_timeout = limits.header_timeout;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                accepted
+            }
+            Err(error) => {
+                // EMFILE/ENFILE and the like: retrying at once would spin.
+                tracing::warn!(%error, ?backoff, "cannot accept a connection; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::debug!(%peer, "connection refused: --max-connections reached");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let service = tower::util::MapRequest::new(router, move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let service = TowerToHyperService::new(service);
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -101,20 +147,33 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, header_tim
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             let _ = connection.await;
+            drop(permit);
         });
     }
 }
 
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The whole HTTP surface; the origin policy guards cookie credentials.
-pub fn router(app: App, origin: OriginPolicy) -> Router {
+pub fn router(mut app: App, origin: OriginPolicy) -> Router {
+    app.origin = origin.clone();
     let auth = Authenticator::from_shared(Arc::clone(app.lifecycle.store())).origin_policy(origin);
-    let protected = Router::new()
+    let api = Router::new()
         .route("/api/logout", post(logout))
         .route("/api/rooms", get(rooms))
         .route("/api/me", get(me))
-        .route("/chat/stream/", get(stream))
-        .route_layer(auth.layer());
-    Router::new().route("/", get(page)).route("/api/login", post(login)).merge(protected).with_state(app)
+        .route_layer(auth.clone().layer())
+        .route("/api/login", post(login))
+        .layer(axum::middleware::map_response(no_store));
+    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(auth.layer());
+    Router::new().route("/", get(page)).route("/app.js", get(script)).merge(api).merge(chat).with_state(app)
+}
+
+/// No API answer is kept by a cache on the way (tokens are in them).
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The same chat with no authentication at all: the ceiling that the
@@ -153,8 +212,28 @@ fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 /// Each socket's read buffer.
 const READ_BUFFER_BYTES: usize = 1024;
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("../static/index.html"))
+/// The page's policy: scripts and connections from its own origin only, no
+/// framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; connect-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (HeaderName::from_static("content-security-policy"), HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+        (HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff")),
+        (HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer")),
+    ];
+    (headers, body).into_response()
+}
+
+async fn page() -> Response {
+    static_file("text/html; charset=utf-8", include_str!("../static/index.html"))
+}
+
+async fn script() -> Response {
+    static_file("text/javascript; charset=utf-8", include_str!("../static/app.js"))
 }
 
 #[derive(Deserialize)]
@@ -167,15 +246,56 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
-async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+fn too_many(TooMany { retry_after }: TooMany) -> Response {
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, json!({"error": "TOO_MANY_REQUESTS"}));
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// The whole body, or the answer to give when it is not complete within the
+/// body timeout (408, and the connection closed) or is too large (413).
+async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
+    match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "MALFORMED_REQUEST"}))),
+        Err(_elapsed) => {
+            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, json!({"error": "REQUEST_TIMEOUT"}));
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+    }
+}
+
+/// The largest request body the API reads.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+async fn login(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    // Login CSRF: a cross-site form must not sign a browser into another account.
+    if let Err(error) = app.origin.check_request(headers, &parts.uri) {
+        tracing::info!(%error, "login refused: origin");
+        return json_response(StatusCode::FORBIDDEN, json!({"error": "ORIGIN_REFUSED"}));
+    }
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let form = match essence.as_str() {
+        "application/json" => false,
+        "application/x-www-form-urlencoded" => true,
+        _ => return json_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "UNSUPPORTED_MEDIA_TYPE"})),
+    };
+    let body = match read_body(body, &app.limits).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let credentials: Option<Credentials> = if form { parse_form(&body) } else { serde_json::from_slice(&body).ok() };
     let Some(Credentials { username, password }) = credentials else {
         return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"}));
     };
+    let ip = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map_or([0u8; 4].into(), |c| c.0.ip());
+    if let Err(throttled) = app.logins.throttled(ip, &username) {
+        return too_many(throttled);
+    }
     let login = match app.db.login(&username).await {
         Ok(login) => login,
         Err(error) => {
@@ -185,12 +305,18 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     };
     let hash: Arc<str> =
         login.as_ref().map_or_else(|| Arc::clone(&app.dummy_hash), |l| l.password_hash.as_str().into());
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    let matches = match app.logins.check(move || verify_password(&password, &hash)).await {
+        Ok(matches) => matches,
+        Err(busy) => return too_many(busy),
+    };
     let user = match login {
         Some(login) if matches && login.is_active => login,
-        _ => return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"})),
+        _ => {
+            app.logins.failed(ip, &username);
+            return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"}));
+        }
     };
-    let token = match app.lifecycle.issue(&user.user(), None).await {
+    let token = match app.lifecycle.issue(&user.user(), Some(app.limits.login_token_ttl)).await {
         Ok(token) => token,
         Err(error) => {
             tracing::error!(%error, "login: cannot issue a token");

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -35,6 +36,16 @@ pub const QUEUE_BYTES: usize = 1 << 20;
 
 /// The close code for a frame over [`MAX_FRAME_BYTES`].
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// The close code for a WebSocket protocol violation.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+
+/// A socket to which nothing could be written for this long is dropped: its
+/// client stopped reading (PROTOCOL.md, "Limits and hostile clients").
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Once a socket must close, how long its writer may take to send what is
+/// queued and the close frame before the connection is dropped: a revoked
+/// socket closes within a second even when its client reads nothing.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// Every room and its members.
 #[derive(Debug)]
@@ -181,21 +192,28 @@ impl Hub {
         let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let lane = Arc::new(Lane::default());
         let written = Arc::clone(&lane);
-        let writer = tokio::spawn(async move {
+        let mut writer = tokio::spawn(async move {
             while let Some(frame) = outgoing.recv().await {
                 written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
                 let message = match frame {
                     Outgoing::Text(text) => Message::Text(text),
                     Outgoing::Close(code, reason) => {
-                        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+                        let _ = tokio::time::timeout(WRITE_DEADLINE, sink.send(close)).await;
                         break;
                     }
                 };
-                if sink.send(message).await.is_err() {
-                    break;
+                // A client that reads nothing fills the kernel's buffer and
+                // then the send waits: past the deadline, drop it.
+                match tokio::time::timeout(WRITE_DEADLINE, sink.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => {
+                        written.kick.notify_one();
+                        break;
+                    }
                 }
             }
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
         });
 
         let mut conn = Conn {
@@ -224,8 +242,12 @@ impl Hub {
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {} // ping and pong: answered by the library
                     Some(Err(error)) => {
-                        if is_too_big(error) {
-                            conn.me.push(Outgoing::Close(CLOSE_TOO_BIG, "message too big"));
+                        match read_error(error) {
+                            ReadError::TooBig => conn.me.push(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
+                            ReadError::Protocol => {
+                                conn.me.push(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error"));
+                            }
+                            ReadError::Other => {}
                         }
                         break;
                     }
@@ -234,7 +256,12 @@ impl Hub {
         }
         self.leave_all(&mut conn);
         drop(conn); // the last sender: the writer drains the queue, then ends
-        let _ = writer.await;
+        // Bounded: a client that reads nothing cannot keep its connection.
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        // Returning drops the read half; with the writer's half gone too, the
+        // TCP connection is closed.
     }
 
     fn leave_all(&self, conn: &mut Conn) {
@@ -361,8 +388,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether a read error is tungstenite's "message or frame too big".
-fn is_too_big(error: axum::Error) -> bool {
+enum ReadError {
+    /// A message or frame over the limits: close 1009.
+    TooBig,
+    /// A WebSocket protocol violation (unmasked client frame, reserved bits,
+    /// unknown opcode): close 1002.
+    Protocol,
+    /// The connection broke: nothing to send.
+    Other,
+}
+
+fn read_error(error: axum::Error) -> ReadError {
     use tokio_tungstenite::tungstenite::Error as WsError;
-    error.into_inner().downcast::<WsError>().is_ok_and(|e| matches!(*e, WsError::Capacity(_)))
+    match error.into_inner().downcast::<WsError>().map(|e| *e) {
+        Ok(WsError::Capacity(_)) => ReadError::TooBig,
+        Ok(WsError::Protocol(_)) => ReadError::Protocol,
+        _ => ReadError::Other,
+    }
 }

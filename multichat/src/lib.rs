@@ -21,6 +21,7 @@
 pub mod api;
 pub mod chat;
 pub mod db;
+pub mod limits;
 pub mod logging;
 pub mod protocol;
 pub mod relay;
@@ -35,18 +36,17 @@ use ws_token_auth::store::SqlTokenStore;
 use ws_token_auth::{Lifecycle, OriginPolicy, Token};
 
 use self::db::{ChatUser, Db, Error, hash_password};
-
-/// How long a client has to send a request head.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+use self::limits::Limits;
 
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
 commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
-        [--secure-cookies] [--revalidate-secs 60]
+        [--secure-cookies] [--revalidate-secs 60] [--header-timeout-secs 10] [--body-timeout-secs 10]
+        [--max-connections 10000] [--max-concurrent-logins CORES] [--login-token-ttl-secs 1209600]
   create-user NAME [--password PW] [--staff] [--token-ttl SECS]
   issue-token NAME [--ttl SECS]
   seed-users --count N [--prefix user] [--password PW]
-  revoke TOKEN [--redis-url URL] | revoke --user NAME [--redis-url URL]
+  revoke TOKEN | revoke --token-stdin | revoke --user NAME   (each with [--redis-url URL])
   deactivate NAME [--redis-url URL] | activate NAME [--redis-url URL]
 --database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
 
@@ -61,6 +61,7 @@ pub enum Command {
         revalidate_secs: u64,
         redis_url: Option<String>,
         insecure_no_auth: bool,
+        limits: Limits,
     },
     CreateUser {
         name: String,
@@ -80,6 +81,11 @@ pub enum Command {
     Revoke {
         token: Option<String>,
         user: Option<String>,
+        redis_url: Option<String>,
+    },
+    /// `revoke --token-stdin`: the token is read from standard input, so that
+    /// it never shows in a process list.
+    RevokeFromStdin {
         redis_url: Option<String>,
     },
     /// `deactivate` (active: false) or `activate` (active: true).
@@ -115,7 +121,9 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
     let mut it = options.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            flag @ ("--no-notices" | "--staff" | "--secure-cookies" | "--insecure-no-auth") => flags.push((flag, None)),
+            flag @ ("--no-notices" | "--staff" | "--secure-cookies" | "--insecure-no-auth" | "--token-stdin") => {
+                flags.push((flag, None))
+            }
             flag if flag.starts_with("--") => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 flags.push((flag, Some(value)));
@@ -139,7 +147,30 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 "--redis-url",
                 "--revalidate-secs",
                 "--insecure-no-auth",
+                "--header-timeout-secs",
+                "--body-timeout-secs",
+                "--max-connections",
+                "--max-concurrent-logins",
+                "--login-token-ttl-secs",
             ])?;
+            let defaults = Limits::default();
+            let secs = |flag: &str, default: std::time::Duration| {
+                seconds(flag, take(flag)).map(|s| s.map_or(default, std::time::Duration::from_secs))
+            };
+            let count = |flag: &str, default: usize| -> Result<usize, String> {
+                take(flag).map_or(Ok(default), |n| {
+                    n.parse().ok().filter(|n| *n > 0).ok_or(format!("{flag} {n}: a positive number"))
+                })
+            };
+            let max_concurrent_logins = count("--max-concurrent-logins", defaults.max_concurrent_logins)?;
+            let limits = Limits {
+                header_timeout: secs("--header-timeout-secs", defaults.header_timeout)?,
+                body_timeout: secs("--body-timeout-secs", defaults.body_timeout)?,
+                max_connections: count("--max-connections", defaults.max_connections)?,
+                max_concurrent_logins,
+                login_queue: 2 * max_concurrent_logins,
+                login_token_ttl: secs("--login-token-ttl-secs", defaults.login_token_ttl)?,
+            };
             let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
             Command::Serve {
                 bind: bind.parse().map_err(|e| format!("--bind {bind}: {e}"))?,
@@ -160,6 +191,7 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 },
                 redis_url: take("--redis-url"),
                 insecure_no_auth: has("--insecure-no-auth"),
+                limits,
             }
         }
         "create-user" => {
@@ -183,12 +215,13 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
             }
         }
         "revoke" => {
-            allowed(&["--user", "--redis-url"])?;
+            allowed(&["--user", "--redis-url", "--token-stdin"])?;
             let (user, redis_url) = (take("--user"), take("--redis-url"));
-            match (&positional[..], &user) {
-                ([token], None) => Command::Revoke { token: Some(token.clone()), user: None, redis_url },
-                ([], Some(_)) => Command::Revoke { token: None, user, redis_url },
-                _ => return Err("revoke: give either TOKEN or --user NAME".into()),
+            match (&positional[..], &user, has("--token-stdin")) {
+                ([token], None, false) => Command::Revoke { token: Some(token.clone()), user: None, redis_url },
+                ([], Some(_), false) => Command::Revoke { token: None, user, redis_url },
+                ([], None, true) => Command::RevokeFromStdin { redis_url },
+                _ => return Err("revoke: give one of TOKEN, --token-stdin or --user NAME".into()),
             }
         }
         "deactivate" | "activate" => {
@@ -263,6 +296,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             revalidate_secs,
             redis_url,
             insecure_no_auth,
+            limits,
         } => {
             let mut origin = OriginPolicy::same_host();
             for allowed in &allowed_origins {
@@ -275,6 +309,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
                 Some(redis_url) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
                 None => api::App::new(db, notices, secure_cookies).await?,
             };
+            let app = app.with_limits(limits.clone());
             // Tokens revoked behind this process's back (another process, the
             // database itself) close their sockets within this interval.
             app.lifecycle.revalidate_every(std::time::Duration::from_secs(revalidate_secs));
@@ -284,11 +319,11 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             if insecure_no_auth {
                 // For benchmarks only: the same chat without authentication.
                 tracing::warn!("--insecure-no-auth: anyone may connect as anyone (a benchmark baseline)");
-                api::serve(listener, api::router_without_auth(app), HEADER_TIMEOUT).await;
+                api::serve(listener, api::router_without_auth(app), &limits).await;
                 return Ok(());
             }
             tracing::info!(%addr, "serving the chat page at / and the WebSocket at /chat/stream/");
-            api::serve(listener, api::router(app, origin), HEADER_TIMEOUT).await;
+            api::serve(listener, api::router(app, origin), &limits).await;
         }
         Command::CreateUser { name, password, staff, token_ttl } => {
             let password = password.unwrap_or_else(|| {
@@ -328,6 +363,13 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
         }
         Command::Revoke { token: Some(token), redis_url, .. } => {
             let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
+            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke(&token).await?;
+            println!("{}", u8::from(revoked));
+        }
+        Command::RevokeFromStdin { redis_url } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let token = Token::new(line.trim()).map_err(|e| format!("standard input holds no token: {e}"))?;
             let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke(&token).await?;
             println!("{}", u8::from(revoked));
         }

@@ -52,7 +52,8 @@ async fn hostile_handshakes_get_4xx_and_leave_nothing_behind() {
     let cache = app.lifecycle.store().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, router(app, OriginPolicy::same_host()), Duration::from_secs(1)));
+    let limits = multichat::limits::Limits { header_timeout: Duration::from_secs(1), ..Default::default() };
+    tokio::spawn(async move { serve(listener, router(app, OriginPolicy::same_host()), &limits).await });
     let valid = format!("Cookie: key={token}\r\n");
 
     // Warm-up: pools, lazily built tables, the cache's own structures.

@@ -4,18 +4,20 @@
 //! temporary SQLite file and over the machine's PostgreSQL (`DATABASE_URL`;
 //! a test fails when it cannot reach it).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode, header};
-use multichat::api::{App, router};
+use multichat::api::App;
 use multichat::db::{Db, hash_password};
 use serde_json::{Value, json};
 use testkit::{Socket, close_code, next_json, send_json};
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::{OriginPolicy, Token};
+use ws_token_auth::Token;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -34,21 +36,14 @@ struct Server {
 
 async fn start(backend: Backend, notices: bool) -> Server {
     let url = match backend {
-        Backend::Sqlite => {
-            let file =
-                std::env::temp_dir().join(format!("multichat-test-{}.db", &Token::generate().expose_secret()[..12]));
-            format!("sqlite://{}", file.display())
-        }
+        Backend::Sqlite => common::temp_sqlite("multichat-test").0,
         Backend::Postgres => {
             std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)")
         }
     };
     let db = Db::open(&url).await.unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
     let app = App::new(db, notices, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = router(app.clone(), OriginPolicy::same_host());
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    let addr = common::serve_app(app.clone()).await;
     Server { addr, app, tag: Token::generate().expose_secret()[..8].to_owned(), pw_hash: hash_password("pw").unwrap() }
 }
 
@@ -355,10 +350,13 @@ async fn http_api(backend: Backend) {
         assert!(!all.contains(&secret[..16]), "a response carries a token:\n{all}");
     }
 
-    // The page is served to anyone.
+    // The page and its script are served to anyone.
     let (status, _, page) = server.http("GET", "/", &[], "").await;
     assert_eq!(status, 200);
-    assert!(page.contains("/chat/stream/"));
+    assert!(page.contains(r#"<script src="/app.js">"#));
+    let (status, _, script) = server.http("GET", "/app.js", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(script.contains("/chat/stream/"));
 }
 
 async fn expired_token_closes_with_4401(backend: Backend) {

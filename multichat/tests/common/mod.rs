@@ -6,16 +6,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use http::StatusCode;
-use multichat::api::{App, router};
+use multichat::api::{App, router, serve};
 use testkit::Socket;
 use ws_token_auth::{OriginPolicy, Token};
 
-/// Serves `app` (same-host origin policy) on a fresh loopback port.
+/// Serves `app` (same-host origin policy) on a fresh loopback port, through
+/// the app's own accept loop and limits.
 pub async fn serve_app(app: App) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let limits = (*app.limits).clone();
     let service = router(app, OriginPolicy::same_host());
-    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    tokio::spawn(async move { serve(listener, service, &limits).await });
     addr
 }
 
