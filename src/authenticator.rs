@@ -481,3 +481,43 @@ impl std::fmt::Display for ErrorChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::TokenSource;
+    use crate::store::MemoryTokenStore;
+
+    #[test]
+    fn the_configuration_is_what_was_built() {
+        let auth = Authenticator::new(MemoryTokenStore::<String>::new())
+            .sources([TokenSource::subprotocol("tok."), TokenSource::authorization(["Bearer"])])
+            .max_token_len(99);
+        assert_eq!(auth.extractor().subprotocol_prefix(), Some("tok."));
+        assert_eq!(auth.extractor().max_len(), 99);
+        let shown = format!("{auth:?}");
+        assert!(shown.contains("challenge: \"Bearer\"") && shown.contains("custom_responder: false"), "{shown}");
+        let custom = auth.on_rejection(|r: &Rejection| Response::new(r.kind().as_str().to_owned()));
+        assert!(format!("{custom:?}").contains("custom_responder: true"));
+    }
+
+    /// A store that answers with a token whose expiry has passed.
+    struct Stale;
+
+    #[async_trait::async_trait]
+    impl TokenStore for Stale {
+        type User = String;
+        async fn authenticate(&self, _: &Token) -> Result<Option<Authenticated<String>>, StoreError> {
+            let past = SystemTime::now() - Duration::from_secs(1);
+            Ok(Some(Authenticated::new("alice".to_owned()).with_expiry(Some(past))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_answer_from_the_store_is_refused_all_the_same() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Token anything"));
+        let rejection = Authenticator::new(Stale).authenticate(&headers, &Uri::from_static("/")).await.unwrap_err();
+        assert!(matches!(rejection, Rejection::InvalidToken), "{rejection:?}");
+    }
+}

@@ -195,3 +195,18 @@ impl<U: Clone + Send + Sync + 'static> Identity<U> {
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct IdentityMarker(pub(crate) std::sync::Arc<Refusals>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_says_who() {
+        let user = Identity::User(AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None));
+        assert!(!user.is_anonymous());
+        assert_eq!(user.user().map(|u| u.user), Some("alice"));
+        let nobody = Identity::<&str>::Anonymous(Anonymous::new(AnonymousReason::InvalidToken));
+        assert!(nobody.is_anonymous());
+        assert!(nobody.user().is_none());
+    }
+}

@@ -126,6 +126,11 @@ fn no_outcome_leaks_the_token() {
         assert!(logs.contains(outcome), "no {outcome} event in:\n{logs}");
     }
     assert!(logs.contains(&alice.id().to_string()), "token id missing from:\n{logs}");
+    // A store error is logged with its causes, so an operator can see why.
+    assert!(
+        logs.contains("token store unavailable: connection refused by 127.0.0.1:5432"),
+        "the store error's cause is missing from:\n{logs}"
+    );
     assert!(outputs.contains("alice"), "the responses should show the user: {outputs}");
 
     assert_absent(&logs, a, "the log");
