@@ -415,3 +415,23 @@ impl<St: ManageTokens> Lifecycle<St> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::CredentialKind;
+    use crate::store::MemoryTokenStore;
+
+    #[tokio::test]
+    async fn watches_go_to_the_registry_that_revocations_returns() {
+        let lifecycle = Lifecycle::new(Arc::new(MemoryTokenStore::<String>::new()));
+        let token = lifecycle.issue(&"alice".to_owned(), None).await.unwrap();
+        let user = AuthenticatedUser::new("alice".to_owned(), token.clone(), CredentialKind::Cookie, None);
+        let watch = lifecycle.watch(&user);
+        assert_eq!(lifecycle.revocations().len(), 1);
+        assert_eq!(lifecycle.clone().revocations().len(), 1, "clones share it");
+        lifecycle.revoke(&token).await.unwrap();
+        assert_eq!(watch.await, CloseReason::Revoked);
+        assert!(lifecycle.revocations().is_empty());
+    }
+}

@@ -157,3 +157,27 @@ async fn publishing_to_an_unreachable_redis_fails_quickly() {
     // The bound is 5 s; the margin is for a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(15), "hung for {:?}", started.elapsed());
 }
+
+/// How many subscribers `channel` has, asked of Redis itself.
+async fn subscribers(url: &str, channel: &str) -> i64 {
+    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let counts: Vec<(String, i64)> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await.unwrap();
+    counts.first().map_or(0, |(_, n)| *n)
+}
+
+#[tokio::test]
+async fn a_dropped_node_stops_listening_also_across_an_outage() {
+    let (url, channel) = (redis_url(), channel());
+    let proxy = Proxy::start(testkit::host_port(&url, 6379)).await;
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let node = node(&format!("redis://{}", proxy.addr), &channel, &store).await;
+    assert_eq!(subscribers(&url, &channel).await, 1);
+    drop(node);
+    // Its connection breaks before any message comes: it must not come back.
+    proxy.cut().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(subscribers(&url, &channel).await, 0, "a node nobody holds kept listening");
+}
