@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
 
-use crate::extract::{Credential, CredentialKind, Extractor, TokenSource};
+use crate::extract::{Credential, CredentialKind, ExtractError, Extractor, TokenSource};
 use crate::identity::{Anonymous, AnonymousReason, AuthenticatedUser, Identity};
 use crate::layer::TokenAuthLayer;
 use crate::origin::OriginPolicy;
@@ -341,6 +341,63 @@ impl<St: TokenStore> Authenticator<St> {
                 let kind = credential.kind();
                 let (token, asked_at, answer) = self.lookup(credential.into_token()).await;
                 self.finish(kind, token, asked_at, answer)
+            }
+        }
+    }
+
+    /// Judges a token handed over in-band (a client refreshing its socket's
+    /// token, say) the way a handshake's would be: the same length and byte
+    /// rules, the same store and store timeout. Optional mode does not apply:
+    /// an unknown token is [`Rejection::InvalidToken`], never anonymous.
+    ///
+    /// # Errors
+    /// [`Rejection::Malformed`] (not a token, too long), [`Rejection::InvalidToken`],
+    /// [`Rejection::StoreUnavailable`].
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, Rejection, extract::CredentialKind};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = std::sync::Arc::new(MemoryTokenStore::new());
+    /// let fresh = store.issue(&"alice".to_string(), None).await.unwrap();
+    /// let auth = Authenticator::from_shared(store);
+    /// let user = auth.check_token(fresh.expose_secret(), CredentialKind::Cookie).await.unwrap();
+    /// assert_eq!(user.user, "alice");
+    /// assert!(matches!(auth.check_token("no such token", CredentialKind::Cookie).await, Err(Rejection::Malformed(_))));
+    /// # }
+    /// ```
+    pub async fn check_token(
+        &self,
+        value: &str,
+        kind: CredentialKind,
+    ) -> Result<AuthenticatedUser<St::User>, Rejection> {
+        let max = self.config.extractor.max_len();
+        if value.len() > max {
+            return Err(Rejection::Malformed(ExtractError::TooLong { kind, max }));
+        }
+        let token = Token::new(value).map_err(|_| Rejection::Malformed(ExtractError::InvalidBytes { kind }))?;
+        let (token, asked_at, answer) = self.lookup(token).await;
+        let token_id = token.id();
+        match answer {
+            Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
+                tracing::debug!(target: "ws_token_auth", outcome = "authenticated", %token_id, credential = %kind, "in-band token");
+                Ok(AuthenticatedUser::new(found.user, token, kind, found.expires_at).asked_at(asked_at))
+            }
+            Ok(_) => {
+                tracing::debug!(target: "ws_token_auth", outcome = "rejected", reason = "invalid_token", %token_id, "in-band token");
+                Err(Rejection::InvalidToken)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "ws_token_auth",
+                    outcome = "rejected",
+                    reason = "store_unavailable",
+                    %token_id,
+                    error = %ErrorChain(&error),
+                    "in-band token",
+                );
+                Err(Rejection::StoreUnavailable(error))
             }
         }
     }

@@ -152,6 +152,8 @@ struct Entry {
 struct Memory {
     /// `None`: [`DEFAULT_REMEMBER_FOR`].
     remember_for: Option<Duration>,
+    /// How long before a token's expiry its sockets hear of it; `None`: never.
+    warn_before: Option<Duration>,
     tokens: HashMap<TokenId, (Instant, CloseReason)>,
     users: HashMap<String, (Instant, CloseReason)>,
     /// In the order they were learned, to forget them in that order.
@@ -282,6 +284,22 @@ impl Revocations {
         self
     }
 
+    /// Sets how long before a token's expiry its sockets' [`Watch::signal`]
+    /// says [`Signal::ExpiringSoon`] (once per token; at once if less time is
+    /// left), so that the app can warn its client and take a fresh token
+    /// ([`Watch::rebind`]). Without it, no warning: the socket closes at expiry.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let revocations = ws_token_auth::live::Revocations::new().warn_before(Duration::from_secs(60));
+    /// # let _ = revocations;
+    /// ```
+    #[must_use]
+    pub fn warn_before(self, lead: Duration) -> Self {
+        self.lock().memory.warn_before = Some(lead);
+        self
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // Every critical section leaves the maps consistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -305,11 +323,8 @@ impl Revocations {
     pub fn watch<U: TokenUser>(&self, user: &AuthenticatedUser<U>) -> Watch {
         let token = user.token().clone();
         let key = user.user.id().to_string();
-        let expiry = user.expires_at.map(|at| {
-            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-            Box::pin(tokio::time::sleep(left))
-        });
         let mut registry = self.lock();
+        let timers = Timers::new(user.expires_at, registry.memory.warn_before);
         if let Some(reason) = registry.memory.verdict(token.id(), &key, user.authenticated_at()) {
             drop(registry);
             tracing::debug!(
@@ -318,7 +333,7 @@ impl Revocations {
                 reason = reason.as_str(),
                 "socket closed at registration: revoked while its handshake was under way",
             );
-            return Watch { id: 0, registry: Weak::new(), receiver: None, expiry, done: Some(reason) };
+            return Watch { id: 0, registry: Weak::new(), receiver: None, timers, done: Some(reason) };
         }
         let (notify, receiver) = oneshot::channel();
         registry.next_id += 1;
@@ -327,7 +342,7 @@ impl Revocations {
         registry.by_user.entry(key.clone()).or_default().insert(id);
         registry.entries.insert(id, Entry { token, user: key, notify });
         drop(registry);
-        Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), expiry, done: None }
+        Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), timers, done: None }
     }
 
     /// Closes the sockets an event concerns, and remembers it for sockets
@@ -396,8 +411,50 @@ pub(crate) fn jittered(every: Duration) -> Duration {
     every + every.mul_f64(0.1 * fraction)
 }
 
+/// What a [`Watch`] has to say: the token expires soon, or the socket must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signal {
+    /// The token expires in `expires_in` (set with [`Revocations::warn_before`]):
+    /// a client may hand over a fresh one ([`Watch::rebind`]). Once per token.
+    ExpiringSoon {
+        /// Time left until the token's expiry, at the moment of the signal.
+        expires_in: Duration,
+    },
+    /// The socket must close, for this reason.
+    Close(CloseReason),
+}
+
+/// The expiry of the token a socket lives by, and the warning before it.
+#[derive(Debug)]
+struct Timers {
+    expires_at: Option<SystemTime>,
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `None` once given (or when no warning is wanted).
+    warning: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Timers {
+    fn new(expires_at: Option<SystemTime>, warn_before: Option<Duration>) -> Self {
+        let left = expires_at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        Self {
+            expires_at,
+            expiry: left.map(|left| Box::pin(tokio::time::sleep(left))),
+            warning: left.zip(warn_before).map(|(left, lead)| Box::pin(tokio::time::sleep(left.saturating_sub(lead)))),
+        }
+    }
+
+    fn expires_in(&self) -> Duration {
+        self.expires_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default()
+    }
+}
+
 /// Resolves with the reason a watched socket must close. Dropping it removes
 /// the socket from the registry. Made by [`Revocations::watch`].
+///
+/// As a future it says only why the socket must close; [`signal`](Self::signal)
+/// also says when its token expires soon, and [`rebind`](Self::rebind) moves
+/// the socket to a refreshed token.
 #[derive(Debug)]
 pub struct Watch {
     id: u64,
@@ -405,20 +462,138 @@ pub struct Watch {
     /// `None` once the registry is gone: nothing can revoke the socket any
     /// more (a oneshot receiver must not be polled after it completed).
     receiver: Option<oneshot::Receiver<CloseReason>>,
-    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    timers: Timers,
     done: Option<CloseReason>,
+}
+
+/// Why [`Watch::rebind`] refused a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RebindError {
+    /// The new token belongs to another user.
+    #[error("the token belongs to another user")]
+    OtherUser,
+    /// The new token was revoked (or its user since it was authenticated).
+    #[error("the token was revoked")]
+    Revoked,
+    /// The socket must close already, or its registry is gone.
+    #[error("the socket is closing")]
+    Closed,
 }
 
 impl Watch {
     /// The reason, if the socket must close already; does not wait.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind, live::Revocations};
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # let _guard = rt.enter();
+    /// let revocations = Revocations::new();
+    /// let mut watch = revocations.watch(&AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None));
+    /// assert_eq!(watch.reason(), None);
+    /// ```
     pub fn reason(&mut self) -> Option<CloseReason> {
         if self.done.is_none() {
             self.done = self.receiver.as_mut().and_then(|receiver| receiver.try_recv().ok());
         }
-        if self.done.is_none() && self.expiry.as_ref().is_some_and(|sleep| sleep.is_elapsed()) {
+        if self.done.is_none() && self.timers.expiry.as_ref().is_some_and(|sleep| sleep.is_elapsed()) {
             self.done = Some(CloseReason::Expired);
         }
         self.done
+    }
+
+    /// The next signal: [`Signal::ExpiringSoon`] once per token (with
+    /// [`Revocations::warn_before`]), then [`Signal::Close`]. Cancel safe: use
+    /// it in a `select!` loop.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// use ws_token_auth::live::{CloseReason, Revocations, Signal};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let revocations = Revocations::new().warn_before(Duration::from_secs(60));
+    /// let soon = SystemTime::now() + Duration::from_millis(100);
+    /// let user = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, Some(soon));
+    /// let mut watch = revocations.watch(&user);
+    /// assert!(matches!(watch.signal().await, Signal::ExpiringSoon { .. })); // at once: less than 60 s left
+    /// assert_eq!(watch.signal().await, Signal::Close(CloseReason::Expired));
+    /// # }
+    /// ```
+    pub async fn signal(&mut self) -> Signal {
+        std::future::poll_fn(|cx| self.poll_signal(cx)).await
+    }
+
+    fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<Signal> {
+        if let Poll::Ready(reason) = Pin::new(&mut *self).poll(cx) {
+            return Poll::Ready(Signal::Close(reason));
+        }
+        if let Some(warning) = self.timers.warning.as_mut() {
+            if warning.as_mut().poll(cx).is_ready() {
+                self.timers.warning = None;
+                return Poll::Ready(Signal::ExpiringSoon { expires_in: self.timers.expires_in() });
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Moves the socket to `user`'s token (a refreshed one, authenticated by
+    /// the same authenticator, say with
+    /// [`Authenticator::check_token`](crate::Authenticator::check_token)):
+    /// from now on the old token's revocation no longer closes it, the new
+    /// one's does, and the expiry (and the warning before it) are the new
+    /// token's. Only for the same user. The same token again changes nothing.
+    ///
+    /// # Errors
+    /// [`RebindError`]; the socket then still lives by its old token.
+    ///
+    /// ```
+    /// use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+    /// use ws_token_auth::live::{AccessEvent, CloseReason, RebindError, Revocations};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let revocations = Revocations::new();
+    /// let old = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// let fresh = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
+    /// let bob = AuthenticatedUser::new("bob", Token::generate(), CredentialKind::Cookie, None);
+    /// let mut watch = revocations.watch(&old);
+    /// assert_eq!(watch.rebind(&bob), Err(RebindError::OtherUser));
+    /// watch.rebind(&fresh).unwrap();
+    /// assert_eq!(revocations.apply(&AccessEvent::token_revoked(old.token_id())), 0);
+    /// assert_eq!(revocations.apply(&AccessEvent::token_revoked(fresh.token_id())), 1);
+    /// assert_eq!(watch.await, CloseReason::Revoked);
+    /// # }
+    /// ```
+    pub fn rebind<U: TokenUser>(&mut self, user: &AuthenticatedUser<U>) -> Result<(), RebindError> {
+        if self.reason().is_some() {
+            return Err(RebindError::Closed);
+        }
+        let registry = self.registry.upgrade().ok_or(RebindError::Closed)?;
+        let mut registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = &mut *registry;
+        let entry = registry.entries.get_mut(&self.id).ok_or(RebindError::Closed)?;
+        if entry.user != user.user.id().to_string() {
+            return Err(RebindError::OtherUser);
+        }
+        let token = user.token().clone();
+        if registry.memory.verdict(token.id(), &entry.user, user.authenticated_at()).is_some() {
+            return Err(RebindError::Revoked);
+        }
+        let (old, new) = (entry.token.id(), token.id());
+        entry.token = token;
+        if old != new {
+            if let Some(ids) = registry.by_token.get_mut(&old) {
+                ids.remove(&self.id);
+                if ids.is_empty() {
+                    registry.by_token.remove(&old);
+                }
+            }
+            registry.by_token.entry(new).or_default().insert(self.id);
+        }
+        self.timers = Timers::new(user.expires_at, registry.memory.warn_before);
+        Ok(())
     }
 }
 
@@ -439,7 +614,7 @@ impl Future for Watch {
             Some(Poll::Pending) | None => None,
         };
         let reason = reason.or_else(|| {
-            let expiry = self.expiry.as_mut()?;
+            let expiry = self.timers.expiry.as_mut()?;
             expiry.as_mut().poll(cx).is_ready().then_some(CloseReason::Expired)
         });
         match reason {
@@ -528,6 +703,51 @@ mod tests {
         // Forgotten entries are dropped as new ones come.
         revocations.apply(&AccessEvent::token_revoked(Token::generate().id()));
         assert_eq!(revocations.lock().memory.tokens.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_warning_comes_once_at_its_lead_time_then_the_close() {
+        let revocations = Revocations::new().warn_before(Duration::from_millis(300));
+        let alice = user("alice", Some(SystemTime::now() + Duration::from_millis(500)));
+        let mut watch = revocations.watch(&alice);
+        let started = std::time::Instant::now();
+        let Signal::ExpiringSoon { expires_in } = watch.signal().await else { panic!("no warning first") };
+        assert!(started.elapsed() >= Duration::from_millis(150), "warned too early: {:?}", started.elapsed());
+        assert!(expires_in <= Duration::from_millis(300) && expires_in > Duration::ZERO, "{expires_in:?}");
+        assert_eq!(watch.signal().await, Signal::Close(CloseReason::Expired), "once, then the close");
+
+        // Without warn_before, no warning at all.
+        let quiet = Revocations::new();
+        let mut watch = quiet.watch(&user("bob", Some(SystemTime::now() + Duration::from_millis(50))));
+        assert_eq!(watch.signal().await, Signal::Close(CloseReason::Expired));
+    }
+
+    #[tokio::test]
+    async fn rebind_moves_the_socket_to_the_new_tokens_revocation_expiry_and_warning() {
+        let revocations = Revocations::new().warn_before(Duration::from_millis(200));
+        let old = user("alice", Some(SystemTime::now() + Duration::from_millis(250)));
+        let mut watch = revocations.watch(&old);
+        assert!(matches!(watch.signal().await, Signal::ExpiringSoon { .. }));
+        let fresh = user("alice", Some(SystemTime::now() + Duration::from_millis(900)));
+        watch.rebind(&fresh).unwrap();
+        // The old expiry passes: nothing. The warning is re-armed for the new one.
+        let started = std::time::Instant::now();
+        assert!(matches!(watch.signal().await, Signal::ExpiringSoon { .. }));
+        assert!(started.elapsed() >= Duration::from_millis(500), "the old expiry still counted");
+        // The old token's revocation no longer closes it; the new one's does.
+        assert_eq!(revocations.apply(&AccessEvent::token_revoked(old.token_id())), 0);
+        assert_eq!(watch.reason(), None);
+        // A token revoked already is refused, and changes nothing.
+        let revoked = user("alice", None);
+        revocations.apply(&AccessEvent::token_revoked(revoked.token_id()));
+        assert_eq!(watch.rebind(&revoked), Err(RebindError::Revoked));
+        assert_eq!(watch.rebind(&user("mallory", None)), Err(RebindError::OtherUser));
+        assert_eq!(watch.rebind(&fresh), Ok(()), "the same token again");
+        assert_eq!(revocations.apply(&AccessEvent::token_revoked(fresh.token_id())), 1);
+        assert_eq!(watch.signal().await, Signal::Close(CloseReason::Revoked));
+        assert_eq!(watch.rebind(&fresh), Err(RebindError::Closed));
+        let registry = revocations.lock();
+        assert!(registry.by_token.is_empty() && registry.entries.is_empty());
     }
 
     #[tokio::test]
