@@ -35,6 +35,9 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// Login, logout, revocations, and the open sockets they close.
     pub lifecycle: Lifecycle<Store>,
+    /// Who a request is; the same decision for handshakes, the API and
+    /// in-band refreshes. [`router`] sets its origin policy.
+    pub auth: Authenticator<Store>,
     /// Checked against when the user does not exist, so that an unknown name
     /// and a wrong password take the same time.
     dummy_hash: Arc<str>,
@@ -89,13 +92,16 @@ impl App {
         let limits = Limits::default();
         let logins = Arc::new(LoginGate::new(&limits));
         let (limits, origin) = (Arc::new(limits), OriginPolicy::same_host());
-        Ok(Self { db, hub, lifecycle, dummy_hash, secure_cookies, limits, logins, origin })
+        let _ = lifecycle.revocations().clone().warn_before(limits.expiry_warning);
+        let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()));
+        Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, origin })
     }
 
     /// The same app with other limits.
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.logins = Arc::new(LoginGate::new(&limits));
+        let _ = self.lifecycle.revocations().clone().warn_before(limits.expiry_warning);
         self.limits = Arc::new(limits);
         self
     }
@@ -158,9 +164,11 @@ const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1
 /// The whole HTTP surface; the origin policy guards cookie credentials.
 pub fn router(mut app: App, origin: OriginPolicy) -> Router {
     app.origin = origin.clone();
-    let auth = Authenticator::from_shared(Arc::clone(app.lifecycle.store())).origin_policy(origin);
+    app.auth = app.auth.clone().origin_policy(origin);
+    let auth = app.auth.clone();
     let api = Router::new()
         .route("/api/logout", post(logout))
+        .route("/api/token", post(new_token))
         .route("/api/rooms", get(rooms))
         .route("/api/me", get(me))
         .route_layer(auth.clone().layer())
@@ -193,7 +201,7 @@ async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade
     let user = ChatUser { id: 0, username, is_staff: false };
     let user = AuthenticatedUser::new(user, token, ws_token_auth::extract::CredentialKind::Cookie, None);
     let watch = Revocations::new().watch(&user);
-    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
+    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth))
 }
 
 /// Frame limits and buffer sizes for every chat socket. tungstenite
@@ -323,11 +331,9 @@ async fn login(State(app): State<App>, request: Request) -> Response {
             return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
         }
     };
-    let secure = if app.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!("key={}; Path=/; HttpOnly; SameSite=Lax{secure}", token.expose_secret());
     let mut response =
         json_response(StatusCode::OK, json!({"username": user.username, "token": token.expose_secret()}));
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+    if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&app, &token)) {
         response.headers_mut().insert(SET_COOKIE, cookie);
     }
     response
@@ -355,6 +361,56 @@ async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Re
     (StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response()
 }
 
+/// `POST /api/token`: a fresh token for the same user, for a client whose
+/// token expires soon; optional JSON body `{"ttl": SECS}`.
+async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &app.limits).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let most = app.limits.login_token_ttl;
+    let ttl = if body.is_empty() {
+        most
+    } else {
+        let json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return json_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "UNSUPPORTED_MEDIA_TYPE"}));
+        }
+        let asked = serde_json::from_slice::<serde_json::Value>(&body).ok().map(|v| v.get("ttl").cloned());
+        match asked {
+            Some(None) => most,
+            Some(Some(serde_json::Value::Number(n))) => match n.as_u64().filter(|s| *s > 0 && *s <= most.as_secs()) {
+                Some(secs) => std::time::Duration::from_secs(secs),
+                None => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
+            },
+            Some(Some(_)) => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
+            None => return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"})),
+        }
+    };
+    let token = match app.lifecycle.issue(&user.user, Some(ttl)).await {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(%error, "token: cannot issue a token");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
+        }
+    };
+    let mut response =
+        json_response(StatusCode::OK, json!({"token": token.expose_secret(), "expires_in": ttl.as_secs()}));
+    if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&app, &token)) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The `key` cookie for `token`, as login sets it.
+fn session_cookie(app: &App, token: &ws_token_auth::Token) -> String {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    format!("key={}; Path=/; HttpOnly; SameSite=Lax{secure}", token.expose_secret())
+}
+
 async fn rooms(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
     match app.db.rooms().await {
         Ok(rooms) => {
@@ -380,5 +436,5 @@ async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgra
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
     let watch = app.lifecycle.watch(&user);
-    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch))
+    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth))
 }

@@ -11,17 +11,18 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
-use ws_token_auth::AuthenticatedUser;
-use ws_token_auth::live::{CloseReason, Watch};
+use ws_token_auth::live::{CloseReason, Signal, Watch};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Rejection};
 
+use super::api::Store;
 use super::db::{ChatUser, RoomRow};
-use super::protocol::{self, Command};
+use super::protocol::{self, Command, Malformed};
 use super::relay::Relayed;
 
 /// The longest chat message, in characters.
@@ -187,7 +188,13 @@ impl Hub {
 
     /// Serves one authenticated socket until it closes or `watch` says its
     /// token is no longer valid, then leaves its rooms.
-    pub async fn serve(self: Arc<Self>, socket: WebSocket, user: AuthenticatedUser<ChatUser>, mut watch: Watch) {
+    pub async fn serve(
+        self: Arc<Self>,
+        socket: WebSocket,
+        user: AuthenticatedUser<ChatUser>,
+        mut watch: Watch,
+        auth: Authenticator<Store>,
+    ) {
         let (mut sink, mut stream) = socket.split();
         let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let lane = Arc::new(Lane::default());
@@ -226,14 +233,23 @@ impl Hub {
         loop {
             tokio::select! {
                 biased;
-                reason = &mut watch => {
-                    conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
-                    break;
-                }
+                signal = watch.signal() => match signal {
+                    Signal::ExpiringSoon { expires_in } => {
+                        conn.me.push(frame(&json!({"auth": "expiring", "expires_in": whole_seconds(expires_in)})));
+                    }
+                    Signal::Close(reason) => {
+                        conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
+                        break;
+                    }
+                    _ => {}
+                },
                 () = lane.kick.notified() => break,
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(reason) = conn.handle(&self, &text, watch.reason()) {
+                        let command = protocol::parse(&text);
+                        if let (Ok(Command::Refresh { token }), None) = (&command, watch.reason()) {
+                            conn.refresh(&auth, &mut watch, token).await;
+                        } else if let Err(reason) = conn.handle(&self, command, watch.reason()) {
                             conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                             break;
                         }
@@ -291,10 +307,15 @@ impl Conn {
         self.me.push(frame(&json!({ "error": code })));
     }
 
-    /// Handles one text frame; `revoked` says whether the token was revoked or
-    /// expired in the meantime, in which case the socket must close.
-    fn handle(&mut self, hub: &Hub, text: &str, revoked: Option<CloseReason>) -> Result<(), CloseReason> {
-        let Ok(command) = protocol::parse(text) else {
+    /// Handles one parsed text frame; `revoked` says whether the token was
+    /// revoked or expired in the meantime, in which case the socket must close.
+    fn handle(
+        &mut self,
+        hub: &Hub,
+        command: Result<Command, Malformed>,
+        revoked: Option<CloseReason>,
+    ) -> Result<(), CloseReason> {
+        let Ok(command) = command else {
             self.error("MALFORMED_COMMAND");
             return Ok(());
         };
@@ -307,8 +328,24 @@ impl Conn {
             Command::Join { room } => self.join(hub, room),
             Command::Leave { room } => self.leave(hub, room),
             Command::Send { room, message } => self.send(hub, room, &message),
+            Command::Refresh { .. } => {} // handled by the socket loop, which can wait for the store
         }
         Ok(())
+    }
+
+    /// Moves the socket to a fresh token of the same user, checked by the
+    /// same authenticator and store as a handshake; the rooms stay.
+    async fn refresh(&mut self, auth: &Authenticator<Store>, watch: &mut Watch, token: &str) {
+        match auth.check_token(token, self.user.credential_kind()).await {
+            Ok(fresh) if fresh.user.id == self.user.user.id && watch.rebind(&fresh).is_ok() => {
+                let left =
+                    fresh.expires_at.map(|at| whole_seconds(at.duration_since(SystemTime::now()).unwrap_or_default()));
+                self.me.push(frame(&json!({"auth": "refreshed", "expires_in": left})));
+                self.user = fresh;
+            }
+            Err(Rejection::StoreUnavailable(_)) => self.error("UNAVAILABLE"),
+            _ => self.error("REFRESH_REJECTED"),
+        }
     }
 
     fn join(&mut self, hub: &Hub, id: Option<String>) {
@@ -376,6 +413,11 @@ impl Conn {
             frame(&json!({"msg_type": 0, "room": room.id, "username": self.user.user.username, "message": message}));
         hub.broadcast(room, &lock(&room.members), shared, None);
     }
+}
+
+/// Whole seconds, rounded up (PROTOCOL.md: `expires_in`).
+fn whole_seconds(left: Duration) -> u64 {
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
 fn frame(value: &Value) -> Outgoing {

@@ -24,6 +24,8 @@ pub struct Limits {
     pub login_queue: usize,
     /// How long a login's token lives (`--login-token-ttl-secs`, 14 days).
     pub login_token_ttl: Duration,
+    /// How long before its token's expiry a socket is warned (`--expiry-warning-secs`, 60 s).
+    pub expiry_warning: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +38,7 @@ impl Default for Limits {
             max_concurrent_logins: cores,
             login_queue: 2 * cores,
             login_token_ttl: Duration::from_secs(14 * 24 * 3600),
+            expiry_warning: Duration::from_secs(60),
         }
     }
 }

@@ -9,9 +9,20 @@ use serde_json::Value;
 /// protocol's error order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Join { room: Option<String> },
-    Leave { room: Option<String> },
-    Send { room: Option<String>, message: String },
+    Join {
+        room: Option<String>,
+    },
+    Leave {
+        room: Option<String>,
+    },
+    Send {
+        room: Option<String>,
+        message: String,
+    },
+    /// Hands over a fresh token for the socket to live by.
+    Refresh {
+        token: String,
+    },
 }
 
 /// The frame is not a command: answered `MALFORMED_COMMAND`, socket kept.
@@ -28,6 +39,10 @@ pub fn parse(text: &str) -> Result<Command, Malformed> {
         Some("leave") => Ok(Command::Leave { room }),
         Some("send") => match frame.remove("message") {
             Some(Value::String(message)) => Ok(Command::Send { room, message }),
+            _ => Err(Malformed),
+        },
+        Some("refresh") => match frame.remove("token") {
+            Some(Value::String(token)) => Ok(Command::Refresh { token }),
             _ => Err(Malformed),
         },
         _ => Err(Malformed),

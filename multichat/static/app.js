@@ -90,7 +90,22 @@ function line(room, parts, className) {
   messages.scrollTop = messages.scrollHeight;
 }
 
+// The token expires soon: take a fresh one (the cookie is renewed too) and
+// hand it to the open socket, which keeps its rooms. The user notices nothing.
+async function refreshToken() {
+  try {
+    const response = await fetch("/api/token", { method: "POST", credentials: "same-origin" });
+    if (!response.ok) return setStatus("session: cannot renew (" + response.status + ")");
+    const { token } = await response.json();
+    send({ command: "refresh", token });
+  } catch (error) {
+    setStatus("session: cannot renew");
+  }
+}
+
 function receive(frame) {
+  if (frame.auth === "expiring") return refreshToken();
+  if (frame.auth === "refreshed") return;
   if (frame.error) return setStatus("error: " + frame.error);
   if (frame.join !== undefined) return pane(String(frame.join), frame.title);
   if (frame.leave !== undefined) {
