@@ -246,6 +246,13 @@ mod tests {
     }
 
     #[test]
+    fn token_id_is_the_digests_first_eight_bytes() {
+        let token = Token::new("abc").unwrap();
+        assert_eq!(token.id().as_bytes()[..], token.digest()[..8]);
+        assert_eq!(token.id().as_bytes(), &[0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea]);
+    }
+
+    #[test]
     fn token_id_round_trips_and_rejects_bad_text() {
         let id = Token::generate().id();
         assert_eq!(id.to_string().parse::<TokenId>(), Ok(id));
