@@ -2,6 +2,7 @@
 # Side-by-side end-to-end figures on this machine, one run, servers alternated:
 #   ours    the multichat app (axum + TokenAuthLayer + SqlTokenStore on SQLite)
 #   noauth  the same chat with no authentication at all (`serve --insecure-no-auth`): the ceiling
+#   base    another build of the app (BASE=<path to its multichat binary>): what a change costs
 #   daphne, uvicorn   the Django Channels multichat peer, when it is beside the repo (optional;
 #                     PEER=<dir> to name it, default ../shared/peers/django_multichat)
 # with tools/loadgen. Loopback only. Prints a results file and a summary (scripts/bench-summary.py).
@@ -9,6 +10,8 @@
 # Usage: scripts/bench-compare.sh [ROUNDS]      (default 3)
 # Environment: WORKERS=50 HANDSHAKE_SECONDS=10 RECEIVERS=100 MESSAGES=2000 PEER_MESSAGES=200
 #              HOLD=10000 PEER_HOLD=2000 STORM=2000 SERVERS="ours noauth daphne uvicorn" OUT=<file>
+#              BASE=<binary> (server "base"); HOLD_SERVERS, STORM_SERVERS: which servers the hold and storm
+#              runs take (default: all of SERVERS; "" for none)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEER="${PEER:-$ROOT/../shared/peers/django_multichat}"
@@ -39,11 +42,12 @@ PID=""
 start() { # NAME NOTIFY(1|0)
   local name="$1" notify="$2"
   case "$name" in
-    ours|noauth)
-      local extra=()
+    ours|noauth|base)
+      local extra=() bin="$M"
       [ "$name" = noauth ] && extra+=(--insecure-no-auth)
+      [ "$name" = base ] && bin="${BASE:?set BASE to the other build's multichat binary}"
       [ "$notify" = 0 ] && extra+=(--no-notices)
-      "$M" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
+      "$bin" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
       PID=$!
       TOKEN_FILE="$WORK/ours-tokens.txt" ;;
     daphne|uvicorn)
@@ -81,11 +85,11 @@ for round in $(seq 1 "$ROUNDS"); do
     start "$name" 1; run "$round" "$name" fanout --receivers "$RECEIVERS" --messages "$messages"; stop
   done
 done
-for name in "${servers[@]}"; do
+for name in ${HOLD_SERVERS:-${servers[@]}}; do
   sockets="$HOLD"; [[ "$name" == daphne || "$name" == uvicorn ]] && sockets="$PEER_HOLD"
   start "$name" 0; run hold "$name" hold --sockets "$sockets" --pid "$PID"; stop
 done
-for name in ours noauth; do
+for name in ${STORM_SERVERS:-ours noauth base}; do
   [[ " $SERVERS " == *" $name "* ]] || continue
   start "$name" 1; run storm "$name" storm --sockets "$STORM"; stop
 done

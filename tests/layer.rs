@@ -354,3 +354,26 @@ async fn inner_service_sees_a_ready_clone_under_buffer() {
     }
     assert_eq!(f.seen.calls.load(Ordering::SeqCst), 32);
 }
+
+#[tokio::test]
+async fn readiness_is_the_inner_services_and_the_future_shows_its_state() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    use tower::Service;
+    let f = fixture();
+    // An inner service that takes one request at a time.
+    let inner = tower::limit::ConcurrencyLimit::new(inner(f.seen.clone()), 1);
+    let mut svc = Authenticator::from_shared(f.store.clone()).layer().layer(inner);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let req = get().header(header::COOKIE, format!("key={}", f.alice.expose_secret())).body(()).unwrap();
+    let mut first = Box::pin(svc.call(req));
+    assert_eq!(format!("{first:?}"), "ResponseFuture { state: \"Lookup\" }");
+    // The first request holds the inner service's only slot: not ready.
+    assert!(svc.poll_ready(&mut cx).is_pending(), "readiness must come from the inner service");
+    let response = std::future::poll_fn(|cx| first.as_mut().poll(cx)).await.unwrap();
+    assert_eq!(response.body(), "user alice via cookie");
+    drop(first);
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))), "ready again once it is done");
+}
