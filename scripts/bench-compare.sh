@@ -45,7 +45,7 @@ start() { # NAME NOTIFY(1|0)
     ours|noauth|base)
       local extra=() bin="$M"
       [ "$name" = noauth ] && extra+=(--insecure-no-auth)
-      [ "$name" = base ] && bin="${BASE:?set BASE to the other build's multichat binary}"
+      [ "$name" = base ] && bin="${BASE:?set BASE to the multichat binary of the other build}"
       [ "$notify" = 0 ] && extra+=(--no-notices)
       "$bin" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
       PID=$!
@@ -85,11 +85,11 @@ for round in $(seq 1 "$ROUNDS"); do
     start "$name" 1; run "$round" "$name" fanout --receivers "$RECEIVERS" --messages "$messages"; stop
   done
 done
-for name in ${HOLD_SERVERS:-${servers[@]}}; do
+for name in ${HOLD_SERVERS-${servers[@]}}; do
   sockets="$HOLD"; [[ "$name" == daphne || "$name" == uvicorn ]] && sockets="$PEER_HOLD"
   start "$name" 0; run hold "$name" hold --sockets "$sockets" --pid "$PID"; stop
 done
-for name in ${STORM_SERVERS:-ours noauth base}; do
+for name in ${STORM_SERVERS-ours noauth base}; do
   [[ " $SERVERS " == *" $name "* ]] || continue
   start "$name" 1; run storm "$name" storm --sockets "$STORM"; stop
 done
