@@ -3,6 +3,7 @@
 #   ours    the multichat app (axum + TokenAuthLayer + SqlTokenStore on SQLite)
 #   noauth  the same chat with no authentication at all (`serve --insecure-no-auth`): the ceiling
 #   base    another build of the app (BASE=<path to its multichat binary>): what a change costs
+#   lean    tools/leanchat: the same protocol with no auth and no database, written apart: the honest ceiling
 #   daphne, uvicorn   the Django Channels multichat peer, when it is beside the repo (optional;
 #                     PEER=<dir> to name it, default ../shared/peers/django_multichat)
 # with tools/loadgen. Loopback only. Prints a results file and a summary (scripts/bench-summary.py).
@@ -25,9 +26,10 @@ OUT="${OUT:-$WORK/results.txt}"
 PORT=8601
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -p multichat -p loadgen --manifest-path "$ROOT/Cargo.toml" >&2
+cargo build --release -p multichat -p loadgen -p leanchat --manifest-path "$ROOT/Cargo.toml" >&2
 M="$ROOT/target/release/multichat"
 L="$ROOT/target/release/loadgen"
+LEAN="$ROOT/target/release/leanchat"
 
 echo "== seeding $((HOLD + 101)) users for ours" >&2
 "$M" --database-url "sqlite://$WORK/ours.db" seed-users --count $((HOLD + 101)) > "$WORK/ours-tokens.txt"
@@ -48,6 +50,12 @@ start() { # NAME NOTIFY(1|0)
       [ "$name" = base ] && bin="${BASE:?set BASE to the multichat binary of the other build}"
       [ "$notify" = 0 ] && extra+=(--no-notices)
       "$bin" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
+      PID=$!
+      TOKEN_FILE="$WORK/ours-tokens.txt" ;;
+    lean)
+      local extra=()
+      [ "$notify" = 0 ] && extra+=(--no-notices)
+      "$LEAN" --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
       PID=$!
       TOKEN_FILE="$WORK/ours-tokens.txt" ;;
     daphne|uvicorn)
@@ -89,7 +97,7 @@ for name in ${HOLD_SERVERS-${servers[@]}}; do
   sockets="$HOLD"; [[ "$name" == daphne || "$name" == uvicorn ]] && sockets="$PEER_HOLD"
   start "$name" 0; run hold "$name" hold --sockets "$sockets" --pid "$PID"; stop
 done
-for name in ${STORM_SERVERS-ours noauth base}; do
+for name in ${STORM_SERVERS-ours noauth base lean}; do
   [[ " $SERVERS " == *" $name "* ]] || continue
   start "$name" 1; run storm "$name" storm --sockets "$STORM"; stop
 done

@@ -27,7 +27,7 @@ for mode, key, label in [("handshake", "cycles_per_s", "handshake cycles/s"), ("
     for s in servers:
         vals = [r[s] for r in by.values() if s in r]
         print(f"  {s:8} {mmm(vals)}")
-    for num, den in [("ours", "daphne"), ("ours", "uvicorn"), ("ours", "noauth"), ("ours", "base")]:
+    for num, den in [("ours", "daphne"), ("ours", "uvicorn"), ("ours", "noauth"), ("ours", "base"), ("ours", "lean")]:
         ratios = [r[num] / r[den] for r in by.values() if num in r and den in r and r[den] > 0]
         if ratios:
             print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")

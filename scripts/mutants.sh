@@ -6,6 +6,7 @@
 # what was done about each survivor.
 #
 # Usage: scripts/mutants.sh [FILE_GLOB...]    default: the core modules
+#        ITERATE=1 scripts/mutants.sh ...      retest only what the last run missed (and what it never saw)
 # Needs DATABASE_URL and REDIS_URL as the tests do (bash .ci/run's defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,6 @@ args=()
 for f in "${files[@]}"; do args+=(-f "$f"); done
 # The tests that exercise these modules and run in seconds; doctests are left
 # out (each mutant would recompile them).
-cargo mutants --package ws-token-auth --all-features --timeout 120 "${args[@]}" -- \
+cargo mutants --package ws-token-auth --all-features --timeout 120 ${ITERATE:+--iterate} "${args[@]}" -- \
   --lib --test layer --test properties --test secrecy --test refusals --test axum_extractors \
   --test tungstenite_adapter --test live_redis --test revocation_races --test store_cache
