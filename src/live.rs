@@ -431,7 +431,15 @@ struct Timers {
     expires_at: Option<SystemTime>,
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     /// `None` once given (or when no warning is wanted).
-    warning: Option<Pin<Box<tokio::time::Sleep>>>,
+    warning: Option<Warning>,
+}
+
+#[derive(Debug)]
+enum Warning {
+    /// Less time is left than the lead: due at the first poll (a zero-length
+    /// sleep would only be ready after the timer's next turn).
+    Now,
+    At(Pin<Box<tokio::time::Sleep>>),
 }
 
 impl Timers {
@@ -440,7 +448,10 @@ impl Timers {
         Self {
             expires_at,
             expiry: left.map(|left| Box::pin(tokio::time::sleep(left))),
-            warning: left.zip(warn_before).map(|(left, lead)| Box::pin(tokio::time::sleep(left.saturating_sub(lead)))),
+            warning: left.zip(warn_before).map(|(left, lead)| match left.checked_sub(lead) {
+                Some(wait) if !wait.is_zero() => Warning::At(Box::pin(tokio::time::sleep(wait))),
+                _ => Warning::Now,
+            }),
         }
     }
 
@@ -529,11 +540,14 @@ impl Watch {
         if let Poll::Ready(reason) = Pin::new(&mut *self).poll(cx) {
             return Poll::Ready(Signal::Close(reason));
         }
-        if let Some(warning) = self.timers.warning.as_mut() {
-            if warning.as_mut().poll(cx).is_ready() {
-                self.timers.warning = None;
-                return Poll::Ready(Signal::ExpiringSoon { expires_in: self.timers.expires_in() });
-            }
+        let due = match self.timers.warning.as_mut() {
+            Some(Warning::Now) => true,
+            Some(Warning::At(sleep)) => sleep.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if due {
+            self.timers.warning = None;
+            return Poll::Ready(Signal::ExpiringSoon { expires_in: self.timers.expires_in() });
         }
         Poll::Pending
     }
@@ -720,6 +734,18 @@ mod tests {
         let quiet = Revocations::new();
         let mut watch = quiet.watch(&user("bob", Some(SystemTime::now() + Duration::from_millis(50))));
         assert_eq!(watch.signal().await, Signal::Close(CloseReason::Expired));
+    }
+
+    #[tokio::test]
+    async fn with_less_time_left_than_the_lead_the_warning_is_due_at_the_first_poll() {
+        let revocations = Revocations::new().warn_before(Duration::from_secs(60));
+        let mut watch = revocations.watch(&user("alice", Some(SystemTime::now() + Duration::from_secs(5))));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Signal::ExpiringSoon { expires_in }) = watch.poll_signal(&mut cx) else {
+            panic!("the warning was not due at once");
+        };
+        assert!(expires_in > Duration::from_secs(4) && expires_in <= Duration::from_secs(5), "{expires_in:?}");
+        assert!(watch.poll_signal(&mut cx).is_pending(), "once");
     }
 
     #[tokio::test]

@@ -214,11 +214,15 @@ fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
 }
 
 /// Each socket's read buffer.
 const READ_BUFFER_BYTES: usize = 1024;
+/// How much of a batch of frames is gathered before it is written: the
+/// writer feeds all that is queued, then flushes once (the buffer grows only
+/// as far as a batch needs).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The page's policy: scripts and connections from its own origin only, no
 /// framing.

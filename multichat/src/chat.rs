@@ -200,24 +200,37 @@ impl Hub {
         let lane = Arc::new(Lane::default());
         let written = Arc::clone(&lane);
         let mut writer = tokio::spawn(async move {
-            while let Some(frame) = outgoing.recv().await {
-                written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
-                let message = match frame {
-                    Outgoing::Text(text) => Message::Text(text),
-                    Outgoing::Close(code, reason) => {
-                        let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-                        let _ = tokio::time::timeout(WRITE_DEADLINE, sink.send(close)).await;
-                        break;
+            // Everything already queued goes out in one write: frames are fed
+            // into the socket's write buffer, then flushed once.
+            while let Some(first) = outgoing.recv().await {
+                let mut batch = Some(first);
+                let mut closing = false;
+                let sent = tokio::time::timeout(WRITE_DEADLINE, async {
+                    while let Some(frame) = batch.take() {
+                        written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                        let message = match frame {
+                            Outgoing::Text(text) => Message::Text(text),
+                            Outgoing::Close(code, reason) => {
+                                closing = true;
+                                Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                            }
+                        };
+                        sink.feed(message).await?;
+                        if closing {
+                            break;
+                        }
+                        batch = outgoing.try_recv().ok();
                     }
-                };
+                    sink.flush().await
+                })
+                .await;
                 // A client that reads nothing fills the kernel's buffer and
-                // then the send waits: past the deadline, drop it.
-                match tokio::time::timeout(WRITE_DEADLINE, sink.send(message)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => {
+                // then the write waits: past the deadline, drop it.
+                if closing || !matches!(sent, Ok(Ok(()))) {
+                    if !closing {
                         written.kick.notify_one();
-                        break;
                     }
+                    break;
                 }
             }
             let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;

@@ -365,6 +365,8 @@ async fn expired_token_closes_with_4401(backend: Backend) {
     let id = server.app.db.user_id(&alice).await.unwrap().unwrap();
     let token = server.app.db.issue_token(id, Some(Duration::from_millis(1500))).await.unwrap();
     let mut socket = server.connect(token.expose_secret()).await;
+    // Less time left than the warning window (60 s): warned at once, right after the upgrade.
+    assert_eq!(next_json(&mut socket).await, json!({"auth": "expiring", "expires_in": 2}));
     assert_eq!(join(&mut socket, "1").await["join"], "1");
     assert_eq!(close_code(&mut socket, Duration::from_secs(5)).await, Some(4401));
 }
