@@ -571,6 +571,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn check_token_applies_the_handshakes_rules() {
+        use crate::store::ManageTokens;
+        let store = Arc::new(MemoryTokenStore::new());
+        let at_limit = Token::new("a".repeat(40)).unwrap();
+        store.insert(&at_limit, Authenticated::new("alice".to_owned()));
+        let auth = Authenticator::from_shared(Arc::clone(&store)).max_token_len(40);
+        let kind = CredentialKind::Authorization;
+        let user = auth.check_token(&"a".repeat(40), kind).await.unwrap();
+        assert_eq!((user.user.as_str(), user.credential_kind()), ("alice", kind), "at the limit: accepted");
+        let over = auth.check_token(&"a".repeat(41), kind).await.unwrap_err();
+        assert!(matches!(over, Rejection::Malformed(ExtractError::TooLong { max: 40, .. })), "{over:?}");
+        let unknown = auth.check_token("unknown", kind).await.unwrap_err();
+        assert!(matches!(unknown, Rejection::InvalidToken), "{unknown:?}");
+        let expiring = store.issue(&"bob".to_owned(), Some(Duration::from_secs(60))).await.unwrap();
+        let roomy = Authenticator::from_shared(Arc::clone(&store)); // 64-character tokens: the default limit
+        let bob = roomy.check_token(expiring.expose_secret(), kind).await.unwrap();
+        assert!(bob.expires_at.is_some(), "the expiry comes along");
+        // A store that answers for an expired token: refused all the same.
+        let stale = Authenticator::new(Stale).check_token("anything", kind).await.unwrap_err();
+        assert!(matches!(stale, Rejection::InvalidToken), "{stale:?}");
+        let failing = Authenticator::new(Failing).check_token("anything", kind).await.unwrap_err();
+        assert!(matches!(failing, Rejection::StoreUnavailable(_)), "{failing:?}");
+    }
+
+    /// A store that cannot answer.
+    struct Failing;
+
+    #[async_trait::async_trait]
+    impl TokenStore for Failing {
+        type User = String;
+        async fn authenticate(&self, _: &Token) -> Result<Option<Authenticated<String>>, StoreError> {
+            Err(StoreError::unavailable(std::io::Error::other("down")))
+        }
+    }
+
+    #[tokio::test]
     async fn an_expired_answer_from_the_store_is_refused_all_the_same() {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Token anything"));
