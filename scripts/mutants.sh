@@ -20,6 +20,6 @@ args=()
 for f in "${files[@]}"; do args+=(-f "$f"); done
 # The tests that exercise these modules and run in seconds; doctests are left
 # out (each mutant would recompile them).
-cargo mutants --package ws-token-auth --all-features --timeout 120 ${ITERATE:+--iterate} "${args[@]}" -- \
+cargo mutants --package ws-token-auth --all-features --timeout 120 --jobs "${JOBS:-1}" ${ITERATE:+--iterate} "${args[@]}" -- \
   --lib --test layer --test properties --test secrecy --test refusals --test axum_extractors \
   --test tungstenite_adapter --test live_redis --test revocation_races --test store_cache

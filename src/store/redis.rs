@@ -207,9 +207,20 @@ where
     // Redis expires token keys by itself; this drops the expired tokens'
     // digests from the users' index sets and returns how many.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
+        // SCAN, not KEYS: a large database is not blocked while the users are listed.
         let pattern = format!("{}:u:*", self.prefix);
-        let indexes: Vec<String> =
-            self.conn.run(|mut conn| async move { conn.keys(&pattern).await }).await.map_err(store_error)?;
+        let indexes: Vec<String> = self
+            .conn
+            .run(|mut conn| async move {
+                let mut keys = Vec::new();
+                let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+                while let Some(key) = iter.next_item().await {
+                    keys.push(key);
+                }
+                Ok(keys)
+            })
+            .await
+            .map_err(store_error)?;
         let mut purged = 0;
         for index in indexes {
             let members = index.clone();
