@@ -464,6 +464,15 @@ mod tests {
     }
 
     #[test]
+    fn extract_parts_reads_a_requests_parts() {
+        let (parts, ()) = http::Request::get("/ws?t=x").header("cookie", "key=abc").body(()).unwrap().into_parts();
+        let credential = Extractor::default().extract_parts(&parts).unwrap().expect("the cookie");
+        assert_eq!((credential.token().expose_secret(), credential.kind()), ("abc", CredentialKind::Cookie));
+        let (parts, ()) = http::Request::get("/ws").body(()).unwrap().into_parts();
+        assert!(Extractor::default().extract_parts(&parts).unwrap().is_none());
+    }
+
+    #[test]
     fn default_extractor_table() {
         let long = format!("key={}", "a".repeat(8 * 1024));
         let at_limit = format!("key={}", "b".repeat(256));
