@@ -377,6 +377,8 @@ mod tests {
             (Some("http://[::1]x"), "[::1]", Err(Malformed)),
             (Some("http://localhost:8000"), "", Err(NotAllowed)),
             (Some("foo://localhost:8000"), "localhost:8000", Err(Scheme)),
+            (Some("1http://localhost:8000"), "localhost:8000", Err(Malformed)),
+            (Some("ht~tp://localhost:8000"), "localhost:8000", Err(Malformed)),
             (Some("ws://localhost:8000"), "localhost:8000", Err(Scheme)),
             (Some("wss://chat.example.com"), "chat.example.com", Err(Scheme)),
             (Some("file://localhost:8000"), "localhost:8000", Err(Scheme)),
@@ -412,6 +414,7 @@ mod tests {
         assert!(policy.check(Some("https://a.b.EXAMPLE.org"), host).is_ok());
         assert!(policy.check(Some("https://example.org"), host).is_err());
         assert!(policy.check(Some("https://badexample.org"), host).is_err());
+        assert!(policy.check(Some("https://.example.org"), host).is_err(), "the suffix alone is no subdomain");
         assert!(policy.check(Some("http://[::1]:5173"), host).is_ok());
         // The allowlist alone does not accept the server's own host.
         assert!(policy.check(Some("http://api.internal:8000"), host).is_err());
