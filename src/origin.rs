@@ -376,6 +376,8 @@ mod tests {
             (Some("http://[::1"), "[::1]", Err(Malformed)),
             (Some("http://[::1]x"), "[::1]", Err(Malformed)),
             (Some("http://[]:8000"), "[]:8000", Err(Malformed)),
+            (Some("http://localhost:+8000"), "localhost:8000", Err(Malformed)),
+            (Some("http://localhost:008000"), "localhost:8000", Err(Malformed)),
             (Some("http://[zz]"), "[zz]", Err(Malformed)),
             (Some("http://localhost:8000"), "", Err(NotAllowed)),
             (Some("foo://localhost:8000"), "localhost:8000", Err(Scheme)),
