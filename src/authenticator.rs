@@ -378,27 +378,9 @@ impl<St: TokenStore> Authenticator<St> {
         }
         let token = Token::new(value).map_err(|_| Rejection::Malformed(ExtractError::InvalidBytes { kind }))?;
         let (token, asked_at, answer) = self.lookup(token).await;
-        let token_id = token.id();
-        match answer {
-            Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
-                tracing::debug!(target: "ws_token_auth", outcome = "authenticated", %token_id, credential = %kind, "in-band token");
-                Ok(AuthenticatedUser::new(found.user, token, kind, found.expires_at).asked_at(asked_at))
-            }
-            Ok(_) => {
-                tracing::debug!(target: "ws_token_auth", outcome = "rejected", reason = "invalid_token", %token_id, "in-band token");
-                Err(Rejection::InvalidToken)
-            }
-            Err(error) => {
-                tracing::warn!(
-                    target: "ws_token_auth",
-                    outcome = "rejected",
-                    reason = "store_unavailable",
-                    %token_id,
-                    error = %ErrorChain(&error),
-                    "in-band token",
-                );
-                Err(Rejection::StoreUnavailable(error))
-            }
+        match self.judge(kind, token, asked_at, answer, false)? {
+            Identity::User(user) => Ok(user),
+            Identity::Anonymous(_) => Err(Rejection::InvalidToken),
         }
     }
 
@@ -456,6 +438,19 @@ impl<St: TokenStore> Authenticator<St> {
         asked_at: Instant,
         answer: Result<Option<Authenticated<St::User>>, StoreError>,
     ) -> Result<Identity<St::User>, Rejection> {
+        self.judge(kind, token, asked_at, answer, self.config.optional)
+    }
+
+    /// The store's answer as an identity or a rejection; an invalid token is
+    /// anonymous only when `optional`.
+    fn judge(
+        &self,
+        kind: CredentialKind,
+        token: Token,
+        asked_at: Instant,
+        answer: Result<Option<Authenticated<St::User>>, StoreError>,
+        optional: bool,
+    ) -> Result<Identity<St::User>, Rejection> {
         let token_id = token.id();
         match answer {
             Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
@@ -463,7 +458,7 @@ impl<St: TokenStore> Authenticator<St> {
                 let user = AuthenticatedUser::new(found.user, token, kind, found.expires_at).asked_at(asked_at);
                 Ok(Identity::User(user))
             }
-            Ok(_) if self.config.optional => {
+            Ok(_) if optional => {
                 tracing::debug!(target: "ws_token_auth", outcome = "anonymous", reason = "invalid_token", %token_id);
                 Ok(Identity::Anonymous(Anonymous::new(AnonymousReason::InvalidToken)))
             }
@@ -544,6 +539,7 @@ mod tests {
     use super::*;
     use crate::extract::TokenSource;
     use crate::store::MemoryTokenStore;
+    use crate::store::testing::{Failing, Stale};
 
     #[test]
     fn the_configuration_is_what_was_built() {
@@ -556,18 +552,6 @@ mod tests {
         assert!(shown.contains("challenge: \"Bearer\"") && shown.contains("custom_responder: false"), "{shown}");
         let custom = auth.on_rejection(|r: &Rejection| Response::new(r.kind().as_str().to_owned()));
         assert!(format!("{custom:?}").contains("custom_responder: true"));
-    }
-
-    /// A store that answers with a token whose expiry has passed.
-    struct Stale;
-
-    #[async_trait::async_trait]
-    impl TokenStore for Stale {
-        type User = String;
-        async fn authenticate(&self, _: &Token) -> Result<Option<Authenticated<String>>, StoreError> {
-            let past = SystemTime::now() - Duration::from_secs(1);
-            Ok(Some(Authenticated::new("alice".to_owned()).with_expiry(Some(past))))
-        }
     }
 
     #[tokio::test]
@@ -584,33 +568,25 @@ mod tests {
         assert!(matches!(over, Rejection::Malformed(ExtractError::TooLong { max: 40, .. })), "{over:?}");
         let unknown = auth.check_token("unknown", kind).await.unwrap_err();
         assert!(matches!(unknown, Rejection::InvalidToken), "{unknown:?}");
+        let optional = auth.clone().optional().check_token("unknown", kind).await.unwrap_err();
+        assert!(matches!(optional, Rejection::InvalidToken), "never anonymous: {optional:?}");
         let expiring = store.issue(&"bob".to_owned(), Some(Duration::from_secs(60))).await.unwrap();
         let roomy = Authenticator::from_shared(Arc::clone(&store)); // 64-character tokens: the default limit
         let bob = roomy.check_token(expiring.expose_secret(), kind).await.unwrap();
         assert!(bob.expires_at.is_some(), "the expiry comes along");
         // A store that answers for an expired token: refused all the same.
-        let stale = Authenticator::new(Stale).check_token("anything", kind).await.unwrap_err();
+        let stale = Authenticator::new(Stale::default()).check_token("anything", kind).await.unwrap_err();
         assert!(matches!(stale, Rejection::InvalidToken), "{stale:?}");
         let failing = Authenticator::new(Failing).check_token("anything", kind).await.unwrap_err();
         assert!(matches!(failing, Rejection::StoreUnavailable(_)), "{failing:?}");
-    }
-
-    /// A store that cannot answer.
-    struct Failing;
-
-    #[async_trait::async_trait]
-    impl TokenStore for Failing {
-        type User = String;
-        async fn authenticate(&self, _: &Token) -> Result<Option<Authenticated<String>>, StoreError> {
-            Err(StoreError::unavailable(std::io::Error::other("down")))
-        }
     }
 
     #[tokio::test]
     async fn an_expired_answer_from_the_store_is_refused_all_the_same() {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Token anything"));
-        let rejection = Authenticator::new(Stale).authenticate(&headers, &Uri::from_static("/")).await.unwrap_err();
+        let rejection =
+            Authenticator::new(Stale::default()).authenticate(&headers, &Uri::from_static("/")).await.unwrap_err();
         assert!(matches!(rejection, Rejection::InvalidToken), "{rejection:?}");
     }
 }

@@ -420,45 +420,12 @@ impl<St: ManageTokens> Lifecycle<St> {
 mod tests {
     use super::*;
     use crate::extract::CredentialKind;
-    use crate::store::{Authenticated, MemoryTokenStore, TokenStore};
-
-    /// A store that still answers for a token whose expiry has passed.
-    struct Stale(MemoryTokenStore<String>);
-
-    #[async_trait::async_trait]
-    impl TokenStore for Stale {
-        type User = String;
-        async fn authenticate(&self, _: &Token) -> Result<Option<Authenticated<String>>, StoreError> {
-            let past = SystemTime::now() - Duration::from_secs(1);
-            Ok(Some(Authenticated::new("alice".to_owned()).with_expiry(Some(past))))
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ManageTokens for Stale {
-        async fn issue(&self, user: &String, ttl: Option<Duration>) -> Result<Token, StoreError> {
-            self.0.issue(user, ttl).await
-        }
-        async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
-            self.0.revoke(token).await
-        }
-        async fn revoke_user(&self, id: &String) -> Result<u64, StoreError> {
-            self.0.revoke_user(id).await
-        }
-        async fn lock_user(&self, id: &String) -> Result<(), StoreError> {
-            self.0.lock_user(id).await
-        }
-        async fn unlock_user(&self, id: &String) -> Result<(), StoreError> {
-            self.0.unlock_user(id).await
-        }
-        async fn purge_expired(&self) -> Result<u64, StoreError> {
-            self.0.purge_expired().await
-        }
-    }
+    use crate::store::MemoryTokenStore;
+    use crate::store::testing::Stale;
 
     #[tokio::test]
     async fn revalidation_closes_a_socket_whose_token_the_store_says_has_expired() {
-        let lifecycle = Lifecycle::new(Arc::new(Stale(MemoryTokenStore::new())));
+        let lifecycle = Lifecycle::new(Arc::new(Stale::default()));
         let user = AuthenticatedUser::new("alice".to_owned(), Token::generate(), CredentialKind::Cookie, None);
         let watch = lifecycle.watch(&user);
         assert_eq!(lifecycle.revalidate_once().await, 1);

@@ -66,6 +66,8 @@ pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;

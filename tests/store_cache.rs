@@ -3,6 +3,7 @@
 //! through it or heard from another node takes effect at once, also against
 //! lookups in flight.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use common::{Counting, User, issue};
 use ws_token_auth::live::AccessEvent;
 use ws_token_auth::store::CachedTokenStore;
-use ws_token_auth::{Authenticated, ManageTokens, MemoryTokenStore, StoreError, Token, TokenStore, UserId};
+use ws_token_auth::{Authenticated, ManageTokens, MemoryTokenStore, StoreError, Token, TokenStore};
 
 /// A store that reads at once and answers 100 ms later (so that concurrent
 /// lookups overlap, and an answer can be overtaken by a change), and can be
@@ -38,27 +39,7 @@ impl TokenStore for Slow {
     }
 }
 
-#[async_trait]
-impl ManageTokens for Slow {
-    async fn issue(&self, user: &User, ttl: Option<Duration>) -> Result<Token, StoreError> {
-        self.inner.issue(user, ttl).await
-    }
-    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
-        self.inner.revoke(token).await
-    }
-    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
-        self.inner.revoke_user(id).await
-    }
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.lock_user(id).await
-    }
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.unlock_user(id).await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.inner.purge_expired().await
-    }
-}
+forward_manage_tokens!(impl [] for Slow => inner);
 
 fn cache() -> Arc<CachedTokenStore<Arc<Counting<Slow>>>> {
     Arc::new(CachedTokenStore::new(Arc::new(Counting::new(Slow::default()))))

@@ -9,7 +9,40 @@ use async_trait::async_trait;
 use http::StatusCode;
 pub use testkit::{Socket, next_text};
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, TokenUser, UserId};
+use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, TokenUser};
+
+/// Implements `ManageTokens` for a test store by forwarding every call to
+/// its field `$field`, a store.
+#[macro_export]
+macro_rules! forward_manage_tokens {
+    (impl [$($generics:tt)*] for $ty:ty => $field:ident) => {
+        #[async_trait::async_trait]
+        impl<$($generics)*> ws_token_auth::ManageTokens for $ty {
+            async fn issue(
+                &self,
+                user: &<Self as ws_token_auth::TokenStore>::User,
+                ttl: Option<std::time::Duration>,
+            ) -> Result<ws_token_auth::Token, ws_token_auth::StoreError> {
+                self.$field.issue(user, ttl).await
+            }
+            async fn revoke(&self, token: &ws_token_auth::Token) -> Result<bool, ws_token_auth::StoreError> {
+                self.$field.revoke(token).await
+            }
+            async fn revoke_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<u64, ws_token_auth::StoreError> {
+                self.$field.revoke_user(id).await
+            }
+            async fn lock_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
+                self.$field.lock_user(id).await
+            }
+            async fn unlock_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
+                self.$field.unlock_user(id).await
+            }
+            async fn purge_expired(&self) -> Result<u64, ws_token_auth::StoreError> {
+                self.$field.purge_expired().await
+            }
+        }
+    };
+}
 
 /// A user as an app would define one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,27 +96,7 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     }
 }
 
-#[async_trait]
-impl<S: ManageTokens> ManageTokens for Counting<S> {
-    async fn issue(&self, user: &S::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
-        self.inner.issue(user, ttl).await
-    }
-    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
-        self.inner.revoke(token).await
-    }
-    async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
-        self.inner.revoke_user(id).await
-    }
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.lock_user(id).await
-    }
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.unlock_user(id).await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.inner.purge_expired().await
-    }
-}
+forward_manage_tokens!(impl [S: ManageTokens] for Counting<S> => inner);
 
 /// A store whose backend is down, for users of type `U`.
 #[derive(Debug)]
