@@ -43,7 +43,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -57,11 +57,13 @@ use crate::store::TokenUser;
 use crate::token::{Token, TokenId};
 
 mod event;
+mod recent;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 pub use event::{AccessEvent, ParseEventError};
+pub(crate) use recent::Recent;
 
 /// The default interval between revalidations with the store.
 pub const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(60);
@@ -147,23 +149,14 @@ struct Entry {
 }
 
 /// What the registry closed lately, so that a socket registering after the
-/// fact is closed too.
+/// fact is closed too; and the registry's settings.
 #[derive(Debug, Default)]
 struct Memory {
     /// `None`: [`DEFAULT_REMEMBER_FOR`].
     remember_for: Option<Duration>,
     /// How long before a token's expiry its sockets hear of it; `None`: never.
     warn_before: Option<Duration>,
-    tokens: HashMap<TokenId, (Instant, CloseReason)>,
-    users: HashMap<String, (Instant, CloseReason)>,
-    /// In the order they were learned, to forget them in that order.
-    order: VecDeque<(Instant, Remembered)>,
-}
-
-#[derive(Debug)]
-enum Remembered {
-    Token(TokenId),
-    User(String),
+    closed: Recent<CloseReason>,
 }
 
 impl Memory {
@@ -171,41 +164,14 @@ impl Memory {
         self.remember_for.unwrap_or(DEFAULT_REMEMBER_FOR)
     }
 
-    fn forget_old(&mut self, now: Instant) {
-        let window = self.window();
-        while let Some((at, _)) = self.order.front() {
-            if now.saturating_duration_since(*at) <= window {
-                break;
-            }
-            let Some((at, key)) = self.order.pop_front() else { break };
-            // Only if it was not learned again since.
-            match key {
-                Remembered::Token(id) => {
-                    if self.tokens.get(&id).is_some_and(|(t, _)| *t == at) {
-                        self.tokens.remove(&id);
-                    }
-                }
-                Remembered::User(user) => {
-                    if self.users.get(&user).is_some_and(|(t, _)| *t == at) {
-                        self.users.remove(&user);
-                    }
-                }
-            }
-        }
-    }
-
     fn token(&mut self, id: TokenId, reason: CloseReason) {
-        let now = Instant::now();
-        self.forget_old(now);
-        self.tokens.insert(id, (now, reason));
-        self.order.push_back((now, Remembered::Token(id)));
+        let window = self.window();
+        self.closed.token(id, reason, window);
     }
 
     fn user(&mut self, user: &str, reason: CloseReason) {
-        let now = Instant::now();
-        self.forget_old(now);
-        self.users.insert(user.to_owned(), (now, reason));
-        self.order.push_back((now, Remembered::User(user.to_owned())));
+        let window = self.window();
+        self.closed.user(user, reason, window);
     }
 
     /// Why a socket of this token and user, authenticated from
@@ -213,14 +179,14 @@ impl Memory {
     fn verdict(&self, id: TokenId, user: &str, authenticated_at: Instant) -> Option<CloseReason> {
         let window = self.window();
         let now = Instant::now();
-        let fresh = |at: &Instant| now.saturating_duration_since(*at) <= window;
+        let fresh = |at: Instant| now.saturating_duration_since(at) <= window;
         // A revoked token never comes back; a user may (logged in again, let
         // back in): only a user revocation learned after the handshake began
         // to authenticate closes the socket.
-        if let Some((_, reason)) = self.tokens.get(&id).filter(|(at, _)| fresh(at)) {
+        if let Some((_, reason)) = self.closed.of_token(&id).filter(|(at, _)| fresh(*at)) {
             return Some(*reason);
         }
-        self.users.get(user).filter(|(at, _)| fresh(at) && *at >= authenticated_at).map(|(_, reason)| *reason)
+        self.closed.of_user(user).filter(|(at, _)| fresh(*at) && *at >= authenticated_at).map(|(_, reason)| *reason)
     }
 }
 
@@ -716,7 +682,7 @@ mod tests {
         assert_eq!(watch.reason(), None);
         // Forgotten entries are dropped as new ones come.
         revocations.apply(&AccessEvent::token_revoked(Token::generate().id()));
-        assert_eq!(revocations.lock().memory.tokens.len(), 1);
+        assert_eq!(revocations.lock().memory.closed.len(), 1);
     }
 
     #[tokio::test]

@@ -30,7 +30,6 @@
 //! # let _ = auth;
 //! ```
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,7 +38,7 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
-use crate::live::AccessEvent;
+use crate::live::{AccessEvent, Recent};
 use crate::token::{DIGEST_LEN, Token, TokenId};
 
 /// Keys are token ids; a value is the token's full digest (checked on every
@@ -57,65 +56,47 @@ struct Entry<U> {
 /// whose lookup began before a change concerning it is not trusted.
 #[derive(Debug, Default)]
 struct Changes {
-    tokens: HashMap<TokenId, Instant>,
-    users: HashMap<String, Instant>,
+    /// Tokens revoked, users revoked or locked out.
+    gone: Recent<()>,
     /// When a user was last let back in: refusals asked before are not trusted.
     restored: Option<Instant>,
-    order: VecDeque<(Instant, Change)>,
-}
-
-#[derive(Debug)]
-enum Change {
-    Token(TokenId),
-    User(String),
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.users.is_empty() && self.restored.is_none()
+        self.gone.is_empty() && self.restored.is_none()
     }
 
-    /// Forgets changes older than `keep`: every answer asked before them has
-    /// expired by then.
-    fn forget_old(&mut self, now: Instant, keep: Duration) {
-        while let Some((at, _)) = self.order.front() {
-            if now.saturating_duration_since(*at) <= keep {
-                break;
-            }
-            let Some((at, change)) = self.order.pop_front() else { break };
-            match change {
-                Change::Token(id) if self.tokens.get(&id) == Some(&at) => {
-                    self.tokens.remove(&id);
-                }
-                Change::User(user) if self.users.get(&user) == Some(&at) => {
-                    self.users.remove(&user);
-                }
-                _ => {}
-            }
-        }
-        if self.restored.is_some_and(|at| now.saturating_duration_since(at) > keep) {
+    fn token(&mut self, id: TokenId, keep: Duration) {
+        self.gone.token(id, (), keep);
+        self.forget_old_restore(keep);
+    }
+
+    fn user(&mut self, user: &str, keep: Duration) {
+        self.gone.user(user, (), keep);
+        self.forget_old_restore(keep);
+    }
+
+    fn restore(&mut self, keep: Duration) {
+        self.restored = Some(self.gone.forget_old(keep));
+    }
+
+    /// A let-in older than `keep` concerns no answer still cached.
+    fn forget_old_restore(&mut self, keep: Duration) {
+        if self.restored.is_some_and(|at| at.elapsed() > keep) {
             self.restored = None;
         }
     }
 
-    fn record(&mut self, change: Change, keep: Duration) {
-        let now = Instant::now();
-        self.forget_old(now, keep);
-        match &change {
-            Change::Token(id) => self.tokens.insert(*id, now),
-            Change::User(user) => self.users.insert(user.clone(), now),
-        };
-        self.order.push_back((now, change));
-    }
-
     fn trusts<U: TokenUser>(&self, id: TokenId, entry: &Entry<U>) -> bool {
-        let before = |at: Option<&Instant>| at.is_some_and(|at| *at >= entry.asked_at);
+        let after = |at: Option<Instant>| at.is_some_and(|at| at >= entry.asked_at);
         match &entry.answer {
             Some(found) => {
-                !before(self.tokens.get(&id))
-                    && (self.users.is_empty() || !before(self.users.get(&found.user.id().to_string())))
+                !after(self.gone.of_token(&id).map(|(at, ())| at))
+                    && (self.gone.no_user()
+                        || !after(self.gone.of_user(&found.user.id().to_string()).map(|(at, ())| at)))
             }
-            None => !before(self.restored.as_ref()),
+            None => !after(self.restored),
         }
     }
 }
@@ -278,26 +259,24 @@ impl<S: TokenStore> CachedTokenStore<S> {
         self.changes.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record(&self, change: Change) {
-        let keep = self.keep();
-        self.changes.write().unwrap_or_else(PoisonError::into_inner).record(change, keep);
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Changes> {
+        self.changes.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn token_gone(&self, id: TokenId) {
-        self.record(Change::Token(id));
+        let keep = self.keep();
+        self.write().token(id, keep);
         self.cache.invalidate(&id).await;
     }
 
-    fn user_gone(&self, user: String) {
-        self.record(Change::User(user));
+    fn user_gone(&self, user: &str) {
+        let keep = self.keep();
+        self.write().user(user, keep);
     }
 
     fn user_restored(&self) {
         let keep = self.keep();
-        let mut changes = self.changes.write().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        changes.forget_old(now, keep);
-        changes.restored = Some(now);
+        self.write().restore(keep);
     }
 
     fn trusted(&self, id: TokenId, entry: &Entry<S::User>) -> bool {
@@ -365,7 +344,8 @@ impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
         if answer.is_none() {
             // Whatever the cache held for it, lookups that began before now
             // are not trusted.
-            self.record(Change::Token(token.id()));
+            let keep = self.keep();
+            self.write().token(token.id(), keep);
         }
         let entry = Entry { digest: *token.digest(), answer: answer.clone(), asked_at };
         self.cache.insert(token.id(), entry).await;
@@ -389,13 +369,13 @@ impl<S: ManageTokens> ManageTokens for CachedTokenStore<S> {
 
     async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
         let revoked = self.inner.revoke_user(id).await?;
-        self.user_gone(id.to_string());
+        self.user_gone(&id.to_string());
         Ok(revoked)
     }
 
     async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.inner.lock_user(id).await?;
-        self.user_gone(id.to_string());
+        self.user_gone(&id.to_string());
         Ok(())
     }
 
@@ -412,7 +392,7 @@ impl<S: ManageTokens> ManageTokens for CachedTokenStore<S> {
     async fn heard(&self, event: &AccessEvent) {
         match event {
             AccessEvent::TokenRevoked { id, .. } => self.token_gone(*id).await,
-            AccessEvent::UserRevoked { user, .. } => self.user_gone(user.clone()),
+            AccessEvent::UserRevoked { user, .. } => self.user_gone(user),
             AccessEvent::UserRestored { .. } => self.user_restored(),
         }
         self.inner.heard(event).await;
