@@ -105,6 +105,14 @@ impl<U: TokenUser> MemoryTokenStore<U> {
         self.read().tokens.keys().copied().collect()
     }
 
+    /// Removes the tokens whose entry matches `gone`; returns how many.
+    fn remove_where(&self, mut gone: impl FnMut(&Authenticated<U>) -> bool) -> u64 {
+        let tokens = &mut self.write().tokens;
+        let before = tokens.len();
+        tokens.retain(|_, entry| !gone(entry));
+        (before - tokens.len()) as u64
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State<U>> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -143,10 +151,7 @@ impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
     }
 
     async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
-        let mut state = self.write();
-        let before = state.tokens.len();
-        state.tokens.retain(|_, entry| entry.user.id() != *id);
-        Ok((before - state.tokens.len()) as u64)
+        Ok(self.remove_where(|entry| entry.user.id() == *id))
     }
 
     async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
@@ -161,9 +166,6 @@ impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = SystemTime::now();
-        let mut state = self.write();
-        let before = state.tokens.len();
-        state.tokens.retain(|_, entry| !entry.is_expired_at(now));
-        Ok((before - state.tokens.len()) as u64)
+        Ok(self.remove_where(|entry| entry.is_expired_at(now)))
     }
 }
