@@ -278,6 +278,16 @@ async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, Response> {
     }
 }
 
+/// The request body's media type, lowercased, without parameters (`""` when none).
+fn media_type(headers: &HeaderMap) -> String {
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+fn unsupported_media_type() -> Response {
+    json_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "UNSUPPORTED_MEDIA_TYPE"}))
+}
+
 /// The largest request body the API reads.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -289,12 +299,10 @@ async fn login(State(app): State<App>, request: Request) -> Response {
         tracing::info!(%error, "login refused: origin");
         return json_response(StatusCode::FORBIDDEN, json!({"error": "ORIGIN_REFUSED"}));
     }
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let form = match essence.as_str() {
+    let form = match media_type(headers).as_str() {
         "application/json" => false,
         "application/x-www-form-urlencoded" => true,
-        _ => return json_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "UNSUPPORTED_MEDIA_TYPE"})),
+        _ => return unsupported_media_type(),
     };
     let body = match read_body(body, &app.limits).await {
         Ok(body) => body,
@@ -377,21 +385,16 @@ async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, re
     let ttl = if body.is_empty() {
         most
     } else {
-        let json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-            v.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-        });
-        if !json {
-            return json_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "UNSUPPORTED_MEDIA_TYPE"}));
+        if media_type(&parts.headers) != "application/json" {
+            return unsupported_media_type();
         }
-        let asked = serde_json::from_slice::<serde_json::Value>(&body).ok().map(|v| v.get("ttl").cloned());
-        match asked {
-            Some(None) => most,
-            Some(Some(serde_json::Value::Number(n))) => match n.as_u64().filter(|s| *s > 0 && *s <= most.as_secs()) {
-                Some(secs) => std::time::Duration::from_secs(secs),
-                None => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
-            },
-            Some(Some(_)) => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
-            None => return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"})),
+        let Ok(asked) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"}));
+        };
+        match asked.get("ttl").map(|ttl| ttl.as_u64().filter(|s| *s > 0 && *s <= most.as_secs())) {
+            None => most,
+            Some(Some(secs)) => std::time::Duration::from_secs(secs),
+            Some(None) => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
         }
     };
     let token = match app.lifecycle.issue(&user.user, Some(ttl)).await {

@@ -259,10 +259,10 @@ impl Hub {
                 () = lane.kick.notified() => break,
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        let command = protocol::parse(&text);
-                        if let (Ok(Command::Refresh { token }), None) = (&command, watch.reason()) {
+                        let (command, revoked) = (protocol::parse(&text), watch.reason());
+                        if let (Ok(Command::Refresh { token }), None) = (&command, revoked) {
                             conn.refresh(&auth, &mut watch, token).await;
-                        } else if let Err(reason) = conn.handle(&self, command, watch.reason()) {
+                        } else if let Err(reason) = conn.handle(&self, command, revoked) {
                             conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                             break;
                         }
@@ -271,12 +271,8 @@ impl Hub {
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {} // ping and pong: answered by the library
                     Some(Err(error)) => {
-                        match read_error(error) {
-                            ReadError::TooBig => conn.me.push(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
-                            ReadError::Protocol => {
-                                conn.me.push(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error"));
-                            }
-                            ReadError::Other => {}
+                        if let Some(close) = close_for(error) {
+                            conn.me.push(close);
                         }
                         break;
                     }
@@ -350,7 +346,8 @@ impl Conn {
     /// same authenticator and store as a handshake; the rooms stay.
     async fn refresh(&mut self, auth: &Authenticator<Store>, watch: &mut Watch, token: &str) {
         match auth.check_token(token, self.user.credential_kind()).await {
-            Ok(fresh) if fresh.user.id == self.user.user.id && watch.rebind(&fresh).is_ok() => {
+            // `rebind` refuses another user's token.
+            Ok(fresh) if watch.rebind(&fresh).is_ok() => {
                 let left =
                     fresh.expires_at.map(|at| whole_seconds(at.duration_since(SystemTime::now()).unwrap_or_default()));
                 self.me.push(frame(&json!({"auth": "refreshed", "expires_in": left})));
@@ -443,21 +440,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-enum ReadError {
-    /// A message or frame over the limits: close 1009.
-    TooBig,
-    /// A WebSocket protocol violation (unmasked client frame, reserved bits,
-    /// unknown opcode): close 1002.
-    Protocol,
-    /// The connection broke: nothing to send.
-    Other,
-}
-
-fn read_error(error: axum::Error) -> ReadError {
+/// The close frame that answers a read error, if the connection can still
+/// take one: 1009 for a message or frame over the limits, 1002 for a
+/// WebSocket protocol violation (unmasked client frame, reserved bits,
+/// unknown opcode); none when the connection broke.
+fn close_for(error: axum::Error) -> Option<Outgoing> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     match error.into_inner().downcast::<WsError>().map(|e| *e) {
-        Ok(WsError::Capacity(_)) => ReadError::TooBig,
-        Ok(WsError::Protocol(_)) => ReadError::Protocol,
-        _ => ReadError::Other,
+        Ok(WsError::Capacity(_)) => Some(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
+        Ok(WsError::Protocol(_)) => Some(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error")),
+        _ => None,
     }
 }
