@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::SqlTokenStore;
-use ws_token_auth::{Lifecycle, OriginPolicy, Token};
+use ws_token_auth::{Lifecycle, ManageTokens, OriginPolicy, Token};
 
 use self::db::{ChatUser, Db, Error, hash_password};
 use self::limits::Limits;
@@ -338,7 +338,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             let id = db.create_user(&name, &hash, staff).await?;
             let user = ChatUser { id, username: name.clone(), is_staff: staff };
             let ttl = token_ttl.map(std::time::Duration::from_secs);
-            let token = Lifecycle::new(Arc::new(db.tokens.clone())).issue(&user, ttl).await?;
+            let token = db.tokens.issue(&user, ttl).await?;
             eprintln!("created user {name}{}", if staff { " (staff)" } else { "" });
             println!("{}", token.expose_secret());
         }
@@ -352,10 +352,9 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
             let names: Vec<String> = (1..=count).map(|i| format!("{prefix}{i}")).collect();
             let users = db.ensure_users(&names, &hash).await?;
-            let lifecycle = Lifecycle::new(Arc::new(db.tokens.clone()));
             let mut out = String::with_capacity(count * 80);
             for (name, user) in names.iter().zip(users) {
-                let token = lifecycle.issue(&user, None).await?;
+                let token = db.tokens.issue(&user, None).await?;
                 out.push_str(name);
                 out.push(' ');
                 out.push_str(token.expose_secret());
