@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::cli;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use multichat::api::App;
 use multichat::db::{Db, hash_password};
 use multichat::limits::Limits;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -103,35 +105,20 @@ struct Server {
     pid: u32,
 }
 
-async fn cli(database: &str, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_multichat"))
-        .arg("--database-url")
-        .arg(database)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "multichat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 /// `multichat serve` with `args`, under `ulimit -n nofile` when given.
 async fn serve(database: &str, nofile: Option<u32>, args: &[&str]) -> Server {
-    let bin = env!("CARGO_BIN_EXE_multichat");
     let mut command = match nofile {
         Some(n) => {
-            let mut c = Command::new("prlimit");
-            c.arg(format!("--nofile={n}:{n}")).arg(bin);
+            let mut c = Command::new("prlimit"); // it execs the server: the pid stays the server's
+            c.arg(format!("--nofile={n}:{n}")).arg(env!("CARGO_BIN_EXE_multichat"));
             c
         }
-        None => Command::new(bin),
+        None => common::multichat(),
     };
-    command.args(["--database-url", database, "serve", "--bind", "127.0.0.1:0"]).args(args);
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn().unwrap();
+    command.args(["--database-url", database, "serve", "--bind", "127.0.0.1:0"]).args(args).stderr(Stdio::null());
+    let (child, addr) = common::spawn_serve(command).await;
     let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
-    Server { child, addr: line.strip_prefix("http://").expect(&line).parse().unwrap(), pid }
+    Server { child, addr, pid }
 }
 
 /// The process's CPU time so far (user + system).

@@ -7,28 +7,20 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-async fn cli(database: &str, args: &[&str]) -> String {
-    let bin = env!("CARGO_BIN_EXE_multichat");
-    let output = Command::new(bin).arg("--database-url").arg(database).args(args).output().await.unwrap();
-    assert!(output.status.success(), "multichat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use common::cli;
+use tokio::io::AsyncReadExt;
+use tokio::process::Child;
 
 /// Starts `serve` with `RUST_LOG` set (or not); the process and its address.
 async fn serve(database: &str, rust_log: Option<&str>) -> (Child, std::net::SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_multichat"));
+    let mut command = common::multichat();
     command.args(["--database-url", database, "serve", "--bind", "127.0.0.1:0"]);
     command.env_remove("RUST_LOG");
     if let Some(filter) = rust_log {
         command.env("RUST_LOG", filter);
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
-    (child, line.strip_prefix("http://").expect(&line).parse().unwrap())
+    command.stderr(Stdio::piped());
+    common::spawn_serve(command).await
 }
 
 /// Five handshakes, one per outcome: authenticated, no token, unknown token,

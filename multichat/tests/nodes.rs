@@ -4,61 +4,38 @@
 //! the token's socket on the other within a second. The `revoke` command
 //! reaches every process too.
 
-use std::process::Stdio;
+mod common;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{cli, connect_with_token as connect};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use testkit::{Socket, close_code, next_json, send_json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use ws_token_auth::Token;
+use testkit::{close_code, next_json, send_json};
+use tokio::process::Child;
 
-/// The `multichat` binary that `cargo test` built for this package.
-fn multichat() -> &'static str {
-    env!("CARGO_BIN_EXE_multichat")
-}
-
-async fn cli(database: &str, args: &[&str]) -> String {
-    let output = Command::new(multichat()).arg("--database-url").arg(database).args(args).output().await.unwrap();
-    assert!(output.status.success(), "multichat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Starts `serve` and returns the process and the address it printed.
-async fn serve(database: &str, redis: &str) -> (Child, String) {
-    let mut child = Command::new(multichat())
-        .args(["--database-url", database, "serve", "--bind", "127.0.0.1:0", "--redis-url", redis])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let addr = line.strip_prefix("http://").expect(&line).to_owned();
-    (child, addr)
-}
-
-async fn connect(addr: &str, token: &str) -> Socket {
-    let cookie = format!("key={token}");
-    testkit::handshake(&format!("ws://{addr}/chat/stream/"), &[("cookie", &cookie)]).await.2.expect("upgraded")
+/// Starts `serve` on the database and Redis: the process and its address.
+async fn serve(database: &str, redis: &str) -> (Child, SocketAddr) {
+    let mut command = common::multichat();
+    command.args(["--database-url", database, "serve", "--bind", "127.0.0.1:0", "--redis-url", redis]);
+    common::spawn_serve(command).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_form_one_chat() {
     let redis = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
-    let file = std::env::temp_dir().join(format!("multichat-nodes-{}.db", &Token::generate().expose_secret()[..12]));
-    let database = format!("sqlite://{}", file.display());
-    let alice_token = cli(&database, &["create-user", "alice", "--password", "pw"]).await.trim().to_owned();
-    let bob_token = cli(&database, &["create-user", "bob", "--password", "pw"]).await.trim().to_owned();
-    let carol_token = cli(&database, &["create-user", "carol", "--password", "pw"]).await.trim().to_owned();
+    let (database, file) = common::temp_sqlite("multichat-nodes");
+    let alice_token = cli(&database, &["create-user", "alice", "--password", "pw"]).await;
+    let bob_token = cli(&database, &["create-user", "bob", "--password", "pw"]).await;
+    let carol_token = cli(&database, &["create-user", "carol", "--password", "pw"]).await;
 
     let (_node_a, a) = serve(&database, &redis).await;
     let (_node_b, b) = serve(&database, &redis).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions start
 
-    let mut alice = connect(&a, &alice_token).await;
-    let mut bob = connect(&b, &bob_token).await;
+    let mut alice = connect(a, &alice_token).await;
+    let mut bob = connect(b, &bob_token).await;
     send_json(&mut alice, json!({"command": "join", "room": "1"})).await;
     assert_eq!(next_json(&mut alice).await, json!({"join": "1", "title": "General"}));
     send_json(&mut bob, json!({"command": "join", "room": "1"})).await;
@@ -87,7 +64,7 @@ async fn two_processes_form_one_chat() {
     assert!(tokio::time::timeout(Duration::from_millis(300), alice.next()).await.is_err(), "a duplicate arrived");
 
     // Bob logs out on node A: his socket on node B closes within a second.
-    let client = tokio::net::TcpStream::connect(&a).await.unwrap();
+    let client = tokio::net::TcpStream::connect(a).await.unwrap();
     let request = format!(
         "POST /api/logout HTTP/1.1\r\nHost: {a}\r\nCookie: key={bob_token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
@@ -100,7 +77,7 @@ async fn two_processes_form_one_chat() {
     assert_eq!(next_json(&mut alice).await, json!({"msg_type": 5, "room": "1", "username": "bob"}));
 
     // `multichat revoke --user carol --redis-url` closes carol's socket on node B.
-    let mut carol = connect(&b, &carol_token).await;
+    let mut carol = connect(b, &carol_token).await;
     send_json(&mut carol, json!({"command": "join", "room": "1"})).await;
     assert_eq!(next_json(&mut carol).await["join"], "1");
     assert_eq!(cli(&database, &["revoke", "--user", "carol", "--redis-url", &redis]).await.trim(), "1");
@@ -109,13 +86,12 @@ async fn two_processes_form_one_chat() {
 }
 
 /// The handshake's status for `token` on `addr`.
-async fn handshake_status(addr: &str, token: &str) -> u16 {
-    let cookie = format!("key={token}");
-    testkit::handshake(&format!("ws://{addr}/chat/stream/"), &[("cookie", &cookie)]).await.0.as_u16()
+async fn handshake_status(addr: SocketAddr, token: &str) -> u16 {
+    common::chat_handshake(addr, &[("cookie", &format!("key={token}"))]).await.0.as_u16()
 }
 
 /// Waits up to a second for `addr` to answer `token` with `status`.
-async fn soon(addr: &str, token: &str, status: u16) {
+async fn soon(addr: SocketAddr, token: &str, status: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while handshake_status(addr, token).await != status {
         assert!(tokio::time::Instant::now() < deadline, "{addr} does not answer {status} within 1 s");
@@ -126,26 +102,25 @@ async fn soon(addr: &str, token: &str, status: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivate_and_activate_reach_every_process_caches_included() {
     let redis = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
-    let file = std::env::temp_dir().join(format!("multichat-nodes-{}.db", &Token::generate().expose_secret()[..12]));
-    let database = format!("sqlite://{}", file.display());
-    let dave = cli(&database, &["create-user", "dave", "--password", "pw"]).await.trim().to_owned();
+    let (database, file) = common::temp_sqlite("multichat-nodes");
+    let dave = cli(&database, &["create-user", "dave", "--password", "pw"]).await;
     let (_node_a, a) = serve(&database, &redis).await;
     let (_node_b, b) = serve(&database, &redis).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // subscriptions start
 
     // Both processes have dave's token in their caches, and a socket of his.
-    let (mut on_a, mut on_b) = (connect(&a, &dave).await, connect(&b, &dave).await);
+    let (mut on_a, mut on_b) = (connect(a, &dave).await, connect(b, &dave).await);
     cli(&database, &["deactivate", "dave", "--redis-url", &redis]).await;
     for socket in [&mut on_a, &mut on_b] {
         assert_eq!(close_code(socket, Duration::from_secs(1)).await, Some(4403), "not closed within 1 s");
     }
     // Refused at once on both, whatever the caches held.
-    assert_eq!(handshake_status(&a, &dave).await, 401);
-    assert_eq!(handshake_status(&b, &dave).await, 401);
+    assert_eq!(handshake_status(a, &dave).await, 401);
+    assert_eq!(handshake_status(b, &dave).await, 401);
 
     // Activated: accepted again on both, though both cached the refusal.
     cli(&database, &["activate", "dave", "--redis-url", &redis]).await;
-    soon(&a, &dave, 101).await;
-    soon(&b, &dave, 101).await;
+    soon(a, &dave, 101).await;
+    soon(b, &dave, 101).await;
     let _ = std::fs::remove_file(file);
 }

@@ -1,13 +1,18 @@
 //! What the app's tests share beyond `testkit`: starting the app on a
-//! loopback port, a throwaway SQLite file, the chat endpoint.
+//! loopback port (in this process, or its real binary), a throwaway SQLite
+//! file, the chat endpoint.
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
 
 use http::StatusCode;
 use multichat::api::{App, router, serve};
 use testkit::Socket;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use ws_token_auth::{OriginPolicy, Token};
 
 /// Serves `app` (same-host origin policy) on a fresh loopback port, through
@@ -37,4 +42,27 @@ pub async fn chat_handshake(addr: SocketAddr, headers: &[(&str, &str)]) -> (Stat
 pub async fn connect_with_token(addr: SocketAddr, token: &str) -> Socket {
     let cookie = format!("key={token}");
     chat_handshake(addr, &[("cookie", &cookie)]).await.1.expect("handshake refused")
+}
+
+/// The `multichat` binary that cargo built for this package.
+pub fn multichat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_multichat"))
+}
+
+/// Runs `multichat --database-url DATABASE ARGS...`, which must succeed; its
+/// stdout, trimmed.
+pub async fn cli(database: &str, args: &[&str]) -> String {
+    let output = multichat().arg("--database-url").arg(database).args(args).output().await.unwrap();
+    assert!(output.status.success(), "multichat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Spawns `command` (a `multichat ... serve --bind 127.0.0.1:0 ...`, stderr
+/// set as the test wants) and waits for the address it prints: the process
+/// (killed when dropped) and the address.
+pub async fn spawn_serve(mut command: Command) -> (Child, SocketAddr) {
+    let mut child = command.stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap().unwrap();
+    (child, line.strip_prefix("http://").expect(&line).parse().unwrap())
 }
