@@ -24,6 +24,7 @@ use crate::layer::TokenAuthLayer;
 use crate::origin::OriginPolicy;
 use crate::rejection::{DefaultRejection, Rejection, RejectionResponder};
 use crate::store::{Authenticated, StoreError, TokenStore};
+use crate::ticket::{self, DEFAULT_TICKET_TTL, Ticket, TicketStore};
 use crate::token::Token;
 
 /// The default bound on one store call.
@@ -83,6 +84,41 @@ struct Config<St> {
     optional: bool,
     store_timeout: Duration,
     refusals: Arc<Refusals>,
+    tickets: Tickets,
+}
+
+/// Where tickets are kept, and for how long.
+#[derive(Clone)]
+struct Tickets {
+    store: Option<Arc<dyn TicketStore>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tickets").field("store", &self.store.is_some()).field("ttl", &self.ttl).finish()
+    }
+}
+
+impl<St: TokenStore> Config<St> {
+    /// Takes the ticket and asks the source of truth about the token it was
+    /// issued for: `None` for an unknown, used or expired ticket, or a token
+    /// no longer valid.
+    async fn redeem(&self, ticket: &Token) -> Result<Option<(Token, Authenticated<St::User>)>, StoreError> {
+        let Some(store) = &self.tickets.store else {
+            tracing::error!(
+                target: "ws_token_auth",
+                "a ticket source is configured without a ticket store: see Authenticator::tickets",
+            );
+            return Err(StoreError::Unsupported("redeem tickets without a ticket store"));
+        };
+        let Some(record) = store.take_ticket(ticket.digest()).await? else { return Ok(None) };
+        let Some(token) = ticket::open(ticket, &record) else {
+            tracing::warn!(target: "ws_token_auth", ticket_id = %ticket.id(), "a ticket record did not open");
+            return Ok(None);
+        };
+        Ok(self.store.revalidate(&token).await?.map(|found| (token, found)))
+    }
 }
 
 impl<St> Clone for Config<St> {
@@ -94,6 +130,7 @@ impl<St> Clone for Config<St> {
             optional: self.optional,
             store_timeout: self.store_timeout,
             refusals: Arc::clone(&self.refusals),
+            tickets: self.tickets.clone(),
         }
     }
 }
@@ -147,6 +184,7 @@ impl<St: TokenStore> Authenticator<St> {
                 optional: false,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
                 refusals,
+                tickets: Tickets { store: None, ttl: DEFAULT_TICKET_TTL },
             }),
         }
     }
@@ -246,6 +284,44 @@ impl<St: TokenStore> Authenticator<St> {
         self
     }
 
+    /// Sets where connect tickets are kept: enables
+    /// [`issue_ticket`](Self::issue_ticket) and the redemption of tickets
+    /// that a [`TokenSource::ticket`] source finds. Every node that should
+    /// redeem a ticket issued by another must share the store (a shared
+    /// database or Redis). See [`crate::ticket`].
+    ///
+    /// A ticket source without a ticket store answers every ticket 503 (and
+    /// logs why): a missing store is a fault of the server, not the client's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, extract::TokenSource};
+    ///
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let auth = Authenticator::from_shared(Arc::clone(&store))
+    ///     .sources([TokenSource::cookie("key"), TokenSource::ticket("ticket")])
+    ///     .tickets(store);
+    /// # let _ = auth;
+    /// ```
+    pub fn tickets(mut self, store: impl TicketStore) -> Self {
+        self.config().tickets.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Sets how long a ticket lives (default [`DEFAULT_TICKET_TTL`], 30 s);
+    /// never past its token's expiry.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{Authenticator, MemoryTokenStore};
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new()).ticket_ttl(Duration::from_secs(10));
+    /// # let _ = auth;
+    /// ```
+    pub fn ticket_ttl(mut self, ttl: Duration) -> Self {
+        self.config().tickets.ttl = ttl;
+        self
+    }
+
     /// Sets how refusals are answered, by the layer, the extractors and the
     /// tungstenite adapter alike; see [`RejectionResponder`]. A 401 without a
     /// `WWW-Authenticate` header gets the configured challenge.
@@ -339,7 +415,7 @@ impl<St: TokenStore> Authenticator<St> {
             Begin::Anonymous(anonymous) => Ok(Identity::Anonymous(anonymous)),
             Begin::Lookup(credential) => {
                 let kind = credential.kind();
-                let (token, asked_at, answer) = self.lookup(credential.into_token()).await;
+                let (token, asked_at, answer) = self.lookup(credential).await;
                 self.finish(kind, token, asked_at, answer)
             }
         }
@@ -377,7 +453,7 @@ impl<St: TokenStore> Authenticator<St> {
             return Err(Rejection::Malformed(ExtractError::TooLong { kind, max }));
         }
         let token = Token::new(value).map_err(|_| Rejection::Malformed(ExtractError::InvalidBytes { kind }))?;
-        let (token, asked_at, answer) = self.lookup(token).await;
+        let (token, asked_at, answer) = self.lookup(Credential::new(token, kind)).await;
         match self.judge(kind, token, asked_at, answer, false)? {
             Identity::User(user) => Ok(user),
             Identity::Anonymous(_) => Err(Rejection::InvalidToken),
@@ -385,6 +461,43 @@ impl<St: TokenStore> Authenticator<St> {
     }
 
     /// Extraction and the origin check: everything decided before the store.
+    /// Issues a single-use connect ticket bound to `user`'s token, for the
+    /// handshake that follows: it lives [`ticket_ttl`](Self::ticket_ttl) (and
+    /// never past the token's expiry), and the socket it opens lives by that
+    /// token. See [`crate::ticket`] for the whole flow.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the ticket store fails, or
+    /// [`StoreError::Unsupported`] without one ([`tickets`](Self::tickets)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, extract::CredentialKind};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let auth = Authenticator::from_shared(Arc::clone(&store)).tickets(Arc::clone(&store));
+    /// let token = store.issue(&"alice".to_owned(), None).await?;
+    /// let alice = auth.check_token(token.expose_secret(), CredentialKind::Authorization).await?;
+    /// let ticket = auth.issue_ticket(&alice).await?;
+    /// assert!(ticket.expires_in().as_secs() <= 30);
+    /// # Ok(()) }
+    /// ```
+    pub async fn issue_ticket(&self, user: &AuthenticatedUser<St::User>) -> Result<Ticket, StoreError> {
+        let tickets = &self.config.tickets;
+        let store = tickets.store.as_ref().ok_or(StoreError::Unsupported("issue tickets without a ticket store"))?;
+        let now = SystemTime::now();
+        let mut expires_at = now.checked_add(tickets.ttl).unwrap_or(now);
+        if let Some(token_expiry) = user.expires_at {
+            expires_at = expires_at.min(token_expiry);
+        }
+        let (ticket, record) = ticket::make(user.token(), expires_at);
+        store.put_ticket(ticket.digest(), &record, expires_at).await?;
+        tracing::debug!(target: "ws_token_auth", ticket_id = %ticket.id(), token_id = %user.token_id(), "ticket issued");
+        Ok(ticket)
+    }
+
     pub(crate) fn begin(&self, headers: &HeaderMap, uri: &Uri) -> Result<Begin, Rejection> {
         let config = &*self.config;
         let credential = match config.extractor.extract(headers, uri) {
@@ -418,15 +531,24 @@ impl<St: TokenStore> Authenticator<St> {
     }
 
     /// The store call, bounded by the store timeout.
-    pub(crate) fn lookup(&self, token: Token) -> Lookup<St::User> {
+    pub(crate) fn lookup(&self, credential: Credential) -> Lookup<St::User> {
         let config = Arc::clone(&self.config);
         Box::pin(async move {
             let asked_at = Instant::now();
-            let answer = match tokio::time::timeout(config.store_timeout, config.store.authenticate(&token)).await {
-                Ok(answer) => answer,
-                Err(_elapsed) => Err(StoreError::Timeout),
+            let kind = credential.kind();
+            let presented = credential.into_token();
+            let work = async {
+                match kind {
+                    CredentialKind::Ticket => config.redeem(&presented).await,
+                    _ => Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found))),
+                }
             };
-            (token, asked_at, answer)
+            match tokio::time::timeout(config.store_timeout, work).await {
+                Ok(Ok(Some((token, found)))) => (token, asked_at, Ok(Some(found))),
+                Ok(Ok(None)) => (presented, asked_at, Ok(None)),
+                Ok(Err(error)) => (presented, asked_at, Err(error)),
+                Err(_elapsed) => (presented, asked_at, Err(StoreError::Timeout)),
+            }
         })
     }
 

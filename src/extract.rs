@@ -63,6 +63,7 @@ enum Source {
     Authorization(Box<[Box<str>]>),
     Subprotocol(Box<str>),
     Query(Box<str>),
+    Ticket(Box<str>),
 }
 
 impl TokenSource {
@@ -109,6 +110,24 @@ impl TokenSource {
         Self(Source::Query(name.into().into_boxed_str()))
     }
 
+    /// The query parameter called `name`, holding a single-use connect
+    /// [`Ticket`](crate::ticket::Ticket), never a token: the
+    /// [`Authenticator`](crate::Authenticator) redeems it with its
+    /// [`tickets`](crate::Authenticator::tickets) store. Put it last: a
+    /// handshake that also carries a token is authenticated by the token, and
+    /// its ticket is left unused.
+    ///
+    /// ```
+    /// use ws_token_auth::extract::{CredentialKind, TokenSource};
+    ///
+    /// let sources = [TokenSource::cookie("key"), TokenSource::ticket("ticket")];
+    /// assert_eq!(sources[1].kind(), CredentialKind::Ticket);
+    /// ```
+    #[must_use]
+    pub fn ticket(name: impl Into<String>) -> Self {
+        Self(Source::Ticket(name.into().into_boxed_str()))
+    }
+
     /// The kind of credential this source yields.
     #[must_use]
     pub fn kind(&self) -> CredentialKind {
@@ -117,6 +136,7 @@ impl TokenSource {
             Source::Authorization(_) => CredentialKind::Authorization,
             Source::Subprotocol(_) => CredentialKind::Subprotocol,
             Source::Query(_) => CredentialKind::Query,
+            Source::Ticket(_) => CredentialKind::Ticket,
         }
     }
 
@@ -169,7 +189,7 @@ impl TokenSource {
                     }
                 }
             }
-            Source::Query(name) => {
+            Source::Query(name) | Source::Ticket(name) => {
                 let query = uri.query().unwrap_or_default();
                 for (key, value) in form_urlencoded::parse(query.as_bytes()) {
                     if key == **name {
@@ -239,6 +259,9 @@ pub enum CredentialKind {
     Subprotocol,
     /// A query parameter.
     Query,
+    /// A connect ticket in a query parameter ([`TokenSource::ticket`]); the
+    /// socket lives by the token that asked for the ticket.
+    Ticket,
 }
 
 impl CredentialKind {
@@ -258,6 +281,7 @@ impl fmt::Display for CredentialKind {
             Self::Authorization => "Authorization",
             Self::Subprotocol => "subprotocol",
             Self::Query => "query",
+            Self::Ticket => "ticket",
         })
     }
 }
@@ -270,6 +294,10 @@ pub struct Credential {
 }
 
 impl Credential {
+    pub(crate) fn new(token: Token, kind: CredentialKind) -> Self {
+        Self { token, kind }
+    }
+
     /// The token.
     #[must_use]
     pub fn token(&self) -> &Token {

@@ -23,6 +23,7 @@ pub mod origin;
 mod redis_conn;
 pub mod rejection;
 pub mod store;
+pub mod ticket;
 mod token;
 #[cfg(feature = "tungstenite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]

@@ -2,7 +2,8 @@
 //! contract (`TokenStore` + `ManageTokens`) and nothing else:
 //! `MemoryTokenStore`, `SqlTokenStore` on SQLite and on the machine's
 //! PostgreSQL (`DATABASE_URL`), `RedisTokenStore` on its Redis (`REDIS_URL`),
-//! and `CachedTokenStore` over each. Server-backed tests fail, never skip,
+//! and `CachedTokenStore` over each; and the connect tickets each of them
+//! keeps (`TicketStore`), through an `Authenticator`. Server-backed tests fail, never skip,
 //! when the service is missing; each test keeps its data apart (own tables,
 //! own key prefix). The only per-store code reads the raw stored data, to
 //! check that no token is kept in clear.
@@ -12,10 +13,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{HeaderMap, HeaderValue, Uri};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use ws_token_auth::extract::{CredentialKind, TokenSource};
 use ws_token_auth::store::{CachedTokenStore, RedisTokenStore, SqlTokenStore, UsersTable};
-use ws_token_auth::{Authenticated, ManageTokens, MemoryTokenStore, Token, TokenStore, TokenUser};
+use ws_token_auth::ticket::TicketStore;
+use ws_token_auth::{
+    Authenticated, Authenticator, Identity, ManageTokens, MemoryTokenStore, Rejection, Token, TokenStore, TokenUser,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 struct User {
@@ -96,10 +102,14 @@ async fn sql(pool: Pool) -> Subject<SqlTokenStore<User>> {
     let store = store.with_table_name(&tokens).unwrap();
     store.migrate().await.unwrap();
     let sql = format!("SELECT token_id, digest, user_id, created_at, expires_at FROM {tokens}");
+    let tickets = format!(
+        "SELECT CAST('ticket' AS TEXT), record, CAST(0 AS BIGINT), CAST(0 AS BIGINT), expires_at FROM {tokens}_tickets"
+    );
     let raw: Raw = Arc::new(move || {
-        let (pool, sql) = (pool.clone(), sql.clone());
+        let (pool, sql, tickets) = (pool.clone(), sql.clone(), tickets.clone());
         Box::pin(async move {
-            let rows = pool.rows(&sql).await;
+            let mut rows = pool.rows(&sql).await;
+            rows.extend(pool.rows(&tickets).await);
             rows.iter().map(|r| format!("{r:?} {}\n", String::from_utf8_lossy(&r.1))).collect()
         })
     });
@@ -136,7 +146,7 @@ async fn redis_store() -> Subject<RedisTokenStore<User>> {
                 let value = if kind == "set" {
                     format!("{:?}", conn.smembers::<_, Vec<String>>(&key).await.unwrap())
                 } else {
-                    conn.get::<_, String>(&key).await.unwrap()
+                    String::from_utf8_lossy(&conn.get::<_, Vec<u8>>(&key).await.unwrap()).into_owned()
                 };
                 out.push_str(&format!("{key} = {value}\n"));
             }
@@ -148,7 +158,7 @@ async fn redis_store() -> Subject<RedisTokenStore<User>> {
 
 // --- the cache over any of them -----------------------------------------------
 
-fn cached<St: ManageTokens<User = User>>(inner: Subject<St>) -> Subject<CachedTokenStore<Arc<St>>> {
+fn cached<St: ManageTokens<User = User> + TicketStore>(inner: Subject<St>) -> Subject<CachedTokenStore<Arc<St>>> {
     Subject { store: Arc::new(CachedTokenStore::new(inner.store)), raw: inner.raw }
 }
 
@@ -267,6 +277,128 @@ async fn tokens_are_never_stored_in_clear<St: ManageTokens<User = User>>(s: Subj
     }
 }
 
+// --- tickets ------------------------------------------------------------------
+
+/// An authenticator as an app's WebSocket endpoint has it: the cookie, then tickets.
+fn ticketing<St: ManageTokens<User = User> + TicketStore>(s: &Subject<St>) -> Authenticator<St> {
+    Authenticator::from_shared(Arc::clone(&s.store))
+        .sources([TokenSource::cookie("key"), TokenSource::ticket("ticket")])
+        .tickets(Arc::clone(&s.store))
+}
+
+/// A ticket for a new token of `user`.
+async fn ticket_for<St: ManageTokens<User = User> + TicketStore>(
+    auth: &Authenticator<St>,
+    user: &User,
+    ttl: Option<Duration>,
+) -> (Token, String) {
+    let token = auth.store().issue(user, ttl).await.unwrap();
+    let owner = auth.check_token(token.expose_secret(), CredentialKind::Cookie).await.unwrap();
+    let ticket = auth.issue_ticket(&owner).await.unwrap();
+    (token, ticket.expose_secret().to_owned())
+}
+
+async fn connect<St: TokenStore<User = User>>(
+    auth: &Authenticator<St>,
+    cookie: Option<&str>,
+    ticket: &str,
+) -> Result<(User, CredentialKind, ws_token_auth::TokenId), Rejection> {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = cookie {
+        headers.insert("cookie", HeaderValue::from_str(&format!("key={value}")).unwrap());
+    }
+    let uri: Uri = format!("/chat/stream/?ticket={ticket}").parse().unwrap();
+    match auth.authenticate(&headers, &uri).await? {
+        Identity::User(user) => Ok((user.user.clone(), user.credential_kind(), user.token_id())),
+        Identity::Anonymous(_) => panic!("anonymous in required mode"),
+    }
+}
+
+async fn a_ticket_opens_one_socket_living_by_its_token<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
+    let auth = ticketing(&s);
+    let alice = users()[0].clone();
+    let (token, ticket) = ticket_for(&auth, &alice, None).await;
+    let (user, kind, token_id) = connect(&auth, None, &ticket).await.expect("the first use");
+    assert_eq!((user, kind, token_id), (alice, CredentialKind::Ticket, token.id()), "the socket lives by the token");
+    let again = connect(&auth, None, &ticket).await.unwrap_err();
+    assert!(matches!(again, Rejection::InvalidToken), "used up: {again:?}");
+}
+
+async fn a_hundred_racing_redemptions_have_one_winner<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
+    let auth = ticketing(&s);
+    for round in 0..3 {
+        let (_, ticket) = ticket_for(&auth, &users()[round], None).await;
+        let start = Arc::new(tokio::sync::Barrier::new(100));
+        let racers: Vec<_> = (0..100)
+            .map(|_| {
+                let (auth, ticket, start) = (auth.clone(), ticket.clone(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    connect(&auth, None, &ticket).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => winners += 1,
+                Err(Rejection::InvalidToken) => {}
+                Err(other) => panic!("a loser must get 401, not {other:?}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}: {winners} handshakes used one ticket");
+    }
+}
+
+async fn a_revoked_token_or_a_late_ticket_opens_nothing<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
+    let auth = ticketing(&s).ticket_ttl(Duration::from_millis(300));
+    let alice = users()[0].clone();
+    let (token, ticket) = ticket_for(&auth, &alice, None).await;
+    let (_, spare) = ticket_for(&auth, &alice, None).await;
+    assert!(auth.store().revoke(&token).await.unwrap());
+    assert!(matches!(connect(&auth, None, &ticket).await, Err(Rejection::InvalidToken)), "voided with its token");
+    let (_, late) = ticket_for(&auth, &alice, None).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(connect(&auth, None, &late).await, Err(Rejection::InvalidToken)), "expired");
+    assert!(matches!(connect(&auth, None, &spare).await, Err(Rejection::InvalidToken)), "expired too");
+
+    // Never past the token's own expiry.
+    let long = ticketing(&s);
+    let token = long.store().issue(&alice, Some(Duration::from_millis(400))).await.unwrap();
+    let owner = long.check_token(token.expose_secret(), CredentialKind::Cookie).await.unwrap();
+    let ticket = long.issue_ticket(&owner).await.unwrap();
+    assert!(ticket.expires_in() <= Duration::from_millis(400), "{:?}", ticket.expires_in());
+}
+
+async fn a_ticket_is_no_token_and_a_token_no_ticket<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
+    let auth = ticketing(&s);
+    let alice = users()[0].clone();
+    let (token, ticket) = ticket_for(&auth, &alice, None).await;
+    let as_cookie = connect(&auth, Some(&ticket), "").await.unwrap_err();
+    assert!(matches!(as_cookie, Rejection::InvalidToken), "a ticket as a cookie: {as_cookie:?}");
+    let as_ticket = connect(&auth, None, token.expose_secret()).await.unwrap_err();
+    assert!(matches!(as_ticket, Rejection::InvalidToken), "a token as a ticket: {as_ticket:?}");
+    // A cookie beside the ticket authenticates; the ticket is left unused.
+    let (_, kind, _) = connect(&auth, Some(token.expose_secret()), &ticket).await.unwrap();
+    assert_eq!(kind, CredentialKind::Cookie);
+    let (user, kind, _) = connect(&auth, None, &ticket).await.expect("still unused");
+    assert_eq!((user, kind), (alice, CredentialKind::Ticket));
+}
+
+async fn tickets_are_never_stored_in_clear<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
+    let auth = ticketing(&s);
+    let mut secrets = Vec::new();
+    for user in &users()[..3] {
+        let (token, ticket) = ticket_for(&auth, user, None).await;
+        secrets.extend([token.expose_secret().to_owned(), ticket]);
+    }
+    let raw = (s.raw)().await;
+    assert!(!raw.is_empty(), "the raw dump shows nothing: the check would prove nothing");
+    for secret in &secrets {
+        assert!(!raw.contains(&secret[..16]), "a token or ticket is stored in clear:\n{raw}");
+    }
+}
+
 macro_rules! conformance {
     ($($store:ident => $make:expr;)*) => {
         $(
@@ -288,6 +420,24 @@ macro_rules! conformance {
                 async fn concurrent_issue_and_authenticate() { super::concurrent_issue_and_authenticate($make).await }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn tokens_are_never_stored_in_clear() { super::tokens_are_never_stored_in_clear($make).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_ticket_opens_one_socket_living_by_its_token() {
+                    super::a_ticket_opens_one_socket_living_by_its_token($make).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_hundred_racing_redemptions_have_one_winner() {
+                    super::a_hundred_racing_redemptions_have_one_winner($make).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_revoked_token_or_a_late_ticket_opens_nothing() {
+                    super::a_revoked_token_or_a_late_ticket_opens_nothing($make).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_ticket_is_no_token_and_a_token_no_ticket() {
+                    super::a_ticket_is_no_token_and_a_token_no_ticket($make).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn tickets_are_never_stored_in_clear() { super::tickets_are_never_stored_in_clear($make).await }
             }
         )*
     };

@@ -68,7 +68,7 @@ where
         match self.auth.begin(req.headers(), req.uri()) {
             Ok(Begin::Lookup(credential)) => {
                 let kind = credential.kind();
-                let lookup = self.auth.lookup(credential.into_token());
+                let lookup = self.auth.lookup(credential);
                 ResponseFuture::lookup(lookup, kind, inner, req, self.auth.clone())
             }
             Ok(Begin::Anonymous(anonymous)) => {

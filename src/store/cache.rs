@@ -39,6 +39,7 @@ use moka::future::Cache;
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
 use crate::live::{AccessEvent, Recent};
+use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token, TokenId};
 
 /// Keys are token ids; a value is the token's full digest (checked on every
@@ -306,6 +307,23 @@ fn unshare(error: Arc<StoreError>) -> StoreError {
         StoreError::Timeout => StoreError::Timeout,
         StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
         _ => StoreError::Backend(Box::new(Shared(error))),
+    }
+}
+
+/// Tickets are the store's behind: each is used once, so nothing is cached.
+#[async_trait]
+impl<S: TokenStore + TicketStore> TicketStore for CachedTokenStore<S> {
+    async fn put_ticket(
+        &self,
+        digest: &[u8; DIGEST_LEN],
+        record: &[u8],
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.inner.put_ticket(digest, record, expires_at).await
+    }
+
+    async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.take_ticket(digest).await
     }
 }
 

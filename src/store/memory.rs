@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
 /// An in-process token store, for tests, demos and single-node apps.
@@ -40,11 +41,12 @@ pub struct MemoryTokenStore<U: TokenUser> {
 struct State<U: TokenUser> {
     tokens: HashMap<[u8; DIGEST_LEN], Authenticated<U>>,
     locked: HashSet<U::Id>,
+    tickets: HashMap<[u8; DIGEST_LEN], (Vec<u8>, SystemTime)>,
 }
 
 impl<U: TokenUser> Default for MemoryTokenStore<U> {
     fn default() -> Self {
-        Self { state: RwLock::new(State { tokens: HashMap::new(), locked: HashSet::new() }) }
+        Self { state: RwLock::new(State { tokens: HashMap::new(), locked: HashSet::new(), tickets: HashMap::new() }) }
     }
 }
 
@@ -166,6 +168,32 @@ impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = SystemTime::now();
+        self.write().tickets.retain(|_, (_, at)| *at > now);
         Ok(self.remove_where(|entry| entry.is_expired_at(now)))
+    }
+}
+
+/// Tickets in process: for one node (tickets issued by one process are
+/// redeemed by that process only).
+#[async_trait]
+impl<U: TokenUser> TicketStore for MemoryTokenStore<U> {
+    async fn put_ticket(
+        &self,
+        digest: &[u8; DIGEST_LEN],
+        record: &[u8],
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let tickets = &mut self.write().tickets;
+        if tickets.len() >= 1024 {
+            let now = SystemTime::now();
+            tickets.retain(|_, (_, at)| *at > now);
+        }
+        tickets.insert(*digest, (record.to_vec(), expires_at));
+        Ok(())
+    }
+
+    async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        let taken = self.write().tickets.remove(digest);
+        Ok(taken.filter(|(_, at)| *at > SystemTime::now()).map(|(record, _)| record))
     }
 }

@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
 use crate::redis_conn::{Reconnecting, is_connection_error};
-use crate::token::{Token, hex};
+use crate::ticket::TicketStore;
+use crate::token::{DIGEST_LEN, Token, hex};
 
 /// A [`TokenStore`] over Redis. See the [module docs](self).
 pub struct RedisTokenStore<U> {
@@ -111,6 +112,10 @@ where
 
     fn user_key(&self, user_key: &str) -> String {
         format!("{}:u:{user_key}", self.prefix)
+    }
+
+    fn ticket_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
+        format!("{}:k:{}", self.prefix, hex(digest))
     }
 
     fn locked_key(&self, user_key: &str) -> String {
@@ -247,6 +252,37 @@ where
 
 fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Tickets as keys that Redis expires by itself, taken with `GETDEL`: one
+/// taker on any node gets the record (Redis 6.2 or later).
+#[async_trait]
+impl<U> TicketStore for RedisTokenStore<U>
+where
+    U: Serialize + DeserializeOwned + TokenUser,
+{
+    async fn put_ticket(
+        &self,
+        digest: &[u8; DIGEST_LEN],
+        record: &[u8],
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
+        let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        if millis == 0 {
+            return Ok(()); // expired already: nothing to keep
+        }
+        let (key, record) = (self.ticket_key(digest), record.to_vec());
+        self.conn
+            .run(|mut conn| async move { conn.pset_ex::<_, _, ()>(&key, record, millis).await })
+            .await
+            .map_err(store_error)
+    }
+
+    async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.ticket_key(digest);
+        self.conn.run(|mut conn| async move { conn.get_del(&key).await }).await.map_err(store_error)
+    }
 }
 
 fn store_error(error: RedisError) -> StoreError {

@@ -45,7 +45,8 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
-use crate::token::Token;
+use crate::ticket::TicketStore;
+use crate::token::{DIGEST_LEN, Token};
 
 #[cfg(feature = "postgres")]
 use sqlx::postgres::{PgPool, PgRow};
@@ -221,9 +222,14 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     /// Sets the name of the store's table (default `ws_auth_tokens`), for
     /// several stores in one database or tests that must not share data.
     ///
+    /// Its connect tickets live in the table of the same name followed by
+    /// `_tickets`.
+    ///
     /// # Errors
-    /// [`InvalidIdentifier`] if `name` is not a plain SQL identifier.
+    /// [`InvalidIdentifier`] if `name` (or `name` followed by `_tickets`) is
+    /// not a plain SQL identifier.
     pub fn with_table_name(mut self, name: &str) -> Result<Self, InvalidIdentifier> {
+        identifier(&format!("{name}_tickets")).map_err(|_| InvalidIdentifier(name.to_owned()))?;
         self.tokens = identifier(name)?;
         self.lookup_sql = self.build_lookup_sql();
         Ok(self)
@@ -255,13 +261,18 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
         match &self.pool.0 {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let schema = include_str!("../../migrations/sqlite/0001_tokens.sql").replace("{tokens}", &self.tokens);
+                let schema = self.schema(
+                    include_str!("../../migrations/sqlite/0001_tokens.sql"),
+                    include_str!("../../migrations/sqlite/0002_tickets.sql"),
+                );
                 sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let schema =
-                    include_str!("../../migrations/postgres/0001_tokens.sql").replace("{tokens}", &self.tokens);
+                let schema = self.schema(
+                    include_str!("../../migrations/postgres/0001_tokens.sql"),
+                    include_str!("../../migrations/postgres/0002_tickets.sql"),
+                );
                 // Nodes that start together race on CREATE ... IF NOT EXISTS
                 // (a unique violation in pg_class): serialize them.
                 let mut tx = pool.begin().await.map_err(store_error)?;
@@ -271,6 +282,16 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
             }
         }
         Ok(())
+    }
+
+    /// The migrations, with the store's table names.
+    fn schema(&self, tokens: &str, tickets: &str) -> String {
+        let tickets = tickets.replace("{tickets}", &self.tickets_table());
+        format!("{}\n{tickets}", tokens.replace("{tokens}", &self.tokens))
+    }
+
+    fn tickets_table(&self) -> String {
+        format!("{}_tickets", self.tokens)
     }
 
     async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
@@ -332,8 +353,40 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let tickets = format!("DELETE FROM {} WHERE expires_at <= $1", self.tickets_table());
+        self.execute_with(&tickets, now).await?;
         let sql = format!("DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= $1", self.tokens);
-        self.execute_with(&sql, unix_millis(SystemTime::now())).await
+        self.execute_with(&sql, now).await
+    }
+}
+
+/// Tickets in the table beside the tokens (see [`SqlTokenStore::migrate`]):
+/// every process over the database redeems them, each exactly once
+/// (`DELETE ... RETURNING`).
+#[async_trait]
+impl<U: SqlUser + TokenUser<Id = i64>> TicketStore for SqlTokenStore<U> {
+    async fn put_ticket(
+        &self,
+        digest: &[u8; DIGEST_LEN],
+        record: &[u8],
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO {} (digest, record, expires_at) VALUES ($1, $2, $3)", self.tickets_table());
+        let (digest, record, expires_at) = (digest.to_vec(), record.to_vec(), unix_millis(expires_at));
+        on_pool!(self.pool, pool => {
+            sqlx::query(&sql).bind(digest).bind(record).bind(expires_at).execute(pool).await.map_err(store_error)?;
+        });
+        Ok(())
+    }
+
+    async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE digest = $1 RETURNING record, expires_at", self.tickets_table());
+        let row: Option<(Vec<u8>, i64)> = on_pool!(self.pool, pool => {
+            sqlx::query_as(&sql).bind(digest.to_vec()).fetch_optional(pool).await.map_err(store_error)?
+        });
+        let now = unix_millis(SystemTime::now());
+        Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(record, _)| record))
     }
 }
 
