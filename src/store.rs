@@ -242,6 +242,121 @@ macro_rules! forward_store {
 }
 forward_store!(Arc, Box);
 
+/// Sliding expiry with a hard cap, for the shipped stores
+/// ([`MemoryTokenStore::sliding`], `SqlTokenStore::sliding`,
+/// `RedisTokenStore::sliding`): a token stays alive while it is used and dies
+/// when idle, but never lives past a fixed time from its issue.
+///
+/// - A token issued by a sliding store expires `idle` after its issue (or
+///   after the `ttl` given to [`ManageTokens::issue`]), never past `cap`.
+/// - Each use (a handshake, a revalidation of its open sockets) moves its
+///   expiry to `idle` from now, never past `cap` from its issue.
+/// - The move is written only when it gains at least `write_every` (default:
+///   a tenth of `idle`), so a busy token costs a write per interval, not one
+///   per handshake.
+///
+/// A token stored without an expiry keeps none. A cache in front
+/// (`CachedTokenStore`) keeps a positive answer at most half the time its
+/// token has left, so that a token in use reaches the store before it expires.
+///
+/// ```
+/// use std::time::Duration;
+/// use ws_token_auth::{MemoryTokenStore, store::SlidingExpiry};
+///
+/// // Alive while used at least every 30 days; logged out after 180 days whatever happens.
+/// let sliding = SlidingExpiry::new(Duration::from_secs(30 * 86_400), Duration::from_secs(180 * 86_400))
+///     .write_every(Duration::from_secs(3_600));
+/// let store = MemoryTokenStore::<String>::new().sliding(sliding);
+/// assert_eq!(sliding.idle(), Duration::from_secs(30 * 86_400));
+/// # let _ = store;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingExpiry {
+    idle: Duration,
+    cap: Duration,
+    every: Duration,
+}
+
+impl SlidingExpiry {
+    /// A token lives `idle` past its last use, and never more than `cap`
+    /// past its issue.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let sliding = ws_token_auth::store::SlidingExpiry::new(Duration::from_secs(600), Duration::from_secs(86_400));
+    /// assert_eq!(sliding.cap(), Duration::from_secs(86_400));
+    /// assert_eq!(sliding.every(), Duration::from_secs(60));
+    /// ```
+    #[must_use]
+    pub fn new(idle: Duration, cap: Duration) -> Self {
+        Self { idle, cap, every: idle / 10 }
+    }
+
+    /// Writes an extension only when it gains at least `every` (at most half
+    /// of `idle`, so that a token used before its expiry is always extended).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::store::SlidingExpiry;
+    /// let sliding = SlidingExpiry::new(Duration::from_secs(600), Duration::from_secs(86_400))
+    ///     .write_every(Duration::from_secs(900));
+    /// assert_eq!(sliding.every(), Duration::from_secs(300), "at most half the idle window");
+    /// ```
+    #[must_use]
+    pub fn write_every(mut self, every: Duration) -> Self {
+        self.every = every.min(self.idle / 2);
+        self
+    }
+
+    /// How long a token lives past its last use.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let sliding = ws_token_auth::store::SlidingExpiry::new(Duration::from_secs(600), Duration::from_secs(86_400));
+    /// assert_eq!(sliding.idle(), Duration::from_secs(600));
+    /// ```
+    #[must_use]
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// How long a token lives past its issue, at most.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let sliding = ws_token_auth::store::SlidingExpiry::new(Duration::from_secs(600), Duration::from_secs(86_400));
+    /// assert_eq!(sliding.cap(), Duration::from_secs(86_400));
+    /// ```
+    #[must_use]
+    pub fn cap(&self) -> Duration {
+        self.cap
+    }
+
+    /// The least gain worth a write.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let sliding = ws_token_auth::store::SlidingExpiry::new(Duration::from_secs(600), Duration::from_secs(86_400));
+    /// assert_eq!(sliding.every(), Duration::from_secs(60));
+    /// ```
+    #[must_use]
+    pub fn every(&self) -> Duration {
+        self.every
+    }
+
+    /// The expiry of a token issued at `now` with `ttl`.
+    pub(crate) fn first_expiry(&self, now: SystemTime, ttl: Option<Duration>) -> Option<SystemTime> {
+        now.checked_add(ttl.unwrap_or(self.idle).min(self.cap))
+    }
+
+    /// The new expiry of a token issued at `issued_at`, expiring at
+    /// `current`, used at `now`: `Some` only when it is worth a write.
+    pub(crate) fn extended(&self, now: SystemTime, issued_at: SystemTime, current: SystemTime) -> Option<SystemTime> {
+        let target = now.checked_add(self.idle)?.min(issued_at.checked_add(self.cap)?);
+        (target >= current.checked_add(self.every)? && current > now).then_some(target)
+    }
+}
+
 /// A store's answer for a valid token: the user, and when the token expires.
 ///
 /// ```
@@ -314,5 +429,25 @@ impl StoreError {
     /// A store that answered with an error.
     pub fn backend(error: impl Into<BoxError>) -> Self {
         Self::Backend(error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_extends_by_enough_never_past_the_cap_never_after_expiry() {
+        let secs = Duration::from_secs;
+        let sliding = SlidingExpiry::new(secs(100), secs(250)).write_every(secs(20));
+        let issued = SystemTime::UNIX_EPOCH + secs(1_000);
+        assert_eq!(sliding.first_expiry(issued, None), Some(issued + secs(100)));
+        assert_eq!(sliding.first_expiry(issued, Some(secs(900))), Some(issued + secs(250)), "capped");
+        let current = issued + secs(100);
+        assert_eq!(sliding.extended(issued + secs(10), issued, current), None, "gains 10 s: not worth a write");
+        assert_eq!(sliding.extended(issued + secs(20), issued, current), Some(issued + secs(120)));
+        assert_eq!(sliding.extended(issued + secs(200), issued, issued + secs(240)), None, "the cap leaves 10 s");
+        assert_eq!(sliding.extended(issued + secs(190), issued, issued + secs(200)), Some(issued + secs(250)));
+        assert_eq!(sliding.extended(issued + secs(101), issued, current), None, "expired already");
     }
 }

@@ -11,13 +11,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Uri};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
-use ws_token_auth::store::{CachedTokenStore, RedisTokenStore, SqlTokenStore, UsersTable};
+use ws_token_auth::store::{CachedTokenStore, RedisTokenStore, SlidingExpiry, SqlTokenStore, UsersTable};
 use ws_token_auth::ticket::TicketStore;
 use ws_token_auth::{
     Authenticated, Authenticator, Identity, ManageTokens, MemoryTokenStore, Rejection, Token, TokenStore, TokenUser,
@@ -52,7 +52,15 @@ struct Subject<St> {
 // --- memory -----------------------------------------------------------------
 
 async fn memory() -> Subject<MemoryTokenStore<User>> {
-    let store = Arc::new(MemoryTokenStore::new());
+    memory_with(None).await
+}
+
+async fn memory_with(sliding: Option<SlidingExpiry>) -> Subject<MemoryTokenStore<User>> {
+    let store = MemoryTokenStore::new();
+    let store = Arc::new(match sliding {
+        Some(sliding) => store.sliding(sliding),
+        None => store,
+    });
     let seen = Arc::clone(&store);
     Subject { store, raw: Arc::new(move || Box::pin(std::future::ready(format!("{:?}", seen.digests())))) }
 }
@@ -85,7 +93,7 @@ impl Pool {
     }
 }
 
-async fn sql(pool: Pool) -> Subject<SqlTokenStore<User>> {
+async fn sql(pool: Pool, sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
     let (users_table, tokens) = (unique("conf_users"), unique("conf_tokens"));
     let mut ddl = format!(
         "CREATE TABLE {users_table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, active BOOLEAN NOT NULL DEFAULT TRUE);"
@@ -100,6 +108,10 @@ async fn sql(pool: Pool) -> Subject<SqlTokenStore<User>> {
         Pool::Postgres(p) => SqlTokenStore::new(p.clone(), table),
     };
     let store = store.with_table_name(&tokens).unwrap();
+    let store = match sliding {
+        Some(sliding) => store.sliding(sliding),
+        None => store,
+    };
     store.migrate().await.unwrap();
     let sql = format!("SELECT token_id, digest, user_id, created_at, expires_at FROM {tokens}");
     let tickets = format!(
@@ -117,24 +129,40 @@ async fn sql(pool: Pool) -> Subject<SqlTokenStore<User>> {
 }
 
 async fn sqlite() -> Subject<SqlTokenStore<User>> {
+    sqlite_with(None).await
+}
+
+async fn sqlite_with(sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
     let file = std::env::temp_dir().join(format!("{}.db", unique("conformance")));
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
-    sql(Pool::Sqlite(pool)).await
+    sql(Pool::Sqlite(pool), sliding).await
 }
 
 async fn postgres() -> Subject<SqlTokenStore<User>> {
+    postgres_with(None).await
+}
+
+async fn postgres_with(sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");
     let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
-    sql(Pool::Postgres(pool)).await
+    sql(Pool::Postgres(pool), sliding).await
 }
 
 // --- Redis ------------------------------------------------------------------
 
 async fn redis_store() -> Subject<RedisTokenStore<User>> {
+    redis_with(None).await
+}
+
+async fn redis_with(sliding: Option<SlidingExpiry>) -> Subject<RedisTokenStore<User>> {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)");
     let prefix = unique("conformance");
     let store =
         RedisTokenStore::connect(&url, &prefix).await.unwrap_or_else(|e| panic!("cannot reach Redis at {url}: {e}"));
+    let store = match sliding {
+        Some(sliding) => store.sliding(sliding),
+        None => store,
+    };
     let conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
     let raw: Raw = Arc::new(move || {
         let (mut conn, prefix) = (conn.clone(), prefix.clone());
@@ -397,6 +425,100 @@ async fn tickets_are_never_stored_in_clear<St: ManageTokens<User = User> + Ticke
     for secret in &secrets {
         assert!(!raw.contains(&secret[..16]), "a token or ticket is stored in clear:\n{raw}");
     }
+}
+
+// --- sliding expiry -------------------------------------------------------------
+
+/// Alive 800 ms past each use, never 2 s past issue; extensions written when
+/// they gain 300 ms or more.
+fn slide() -> Option<SlidingExpiry> {
+    Some(
+        SlidingExpiry::new(Duration::from_millis(800), Duration::from_millis(2000))
+            .write_every(Duration::from_millis(300)),
+    )
+}
+
+async fn expiry_of<S: TokenStore<User = User>>(store: &S, token: &Token) -> Option<SystemTime> {
+    store.authenticate(token).await.unwrap().map(|found| found.expires_at.expect("a sliding token expires"))
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+async fn sliding_expiry_extends_caps_and_writes_once_per_interval<St: ManageTokens<User = User>>(s: Subject<St>) {
+    let (store, alice) = (&*s.store, users()[0].clone());
+    let issued = SystemTime::now();
+    let token = issue(store, &alice).await;
+    let first = expiry_of(store, &token).await.expect("valid when issued");
+    let after_issue = ms(first.duration_since(issued).unwrap());
+    assert!((790..=900).contains(&after_issue), "expires {after_issue} ms after issue, not the idle window");
+    assert_eq!(expiry_of(store, &token).await, Some(first), "a use gaining under 300 ms is not written");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let extended = expiry_of(store, &token).await.expect("used within its idle window");
+    assert!(extended >= first + Duration::from_millis(300), "not extended: {:?}", extended.duration_since(first));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(expiry_of(store, &token).await, Some(extended), "written again within the interval");
+
+    // Used every 250 ms: alive until the cap, never past it.
+    let cap = issued + Duration::from_millis(2000);
+    while SystemTime::now() + Duration::from_millis(300) < cap {
+        let at = expiry_of(store, &token).await.expect("in use, before the cap: alive");
+        assert!(at <= cap + Duration::from_millis(50), "{} ms past the cap", ms(at.duration_since(cap).unwrap()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(cap.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(100)).await;
+    assert_eq!(expiry_of(store, &token).await, None, "past the cap, however much in use");
+
+    // A token left idle longer than the window dies.
+    let idle = issue(store, &alice).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(expiry_of(store, &idle).await, None, "idle past its window");
+}
+
+async fn a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry<St: ManageTokens<User = User>>(
+    s: Subject<St>,
+) {
+    let (store, alice) = (&*s.store, users()[0].clone());
+    let issued = SystemTime::now();
+    let token = issue(store, &alice).await;
+    let cap = issued + Duration::from_millis(2000);
+    let mut latest = SystemTime::UNIX_EPOCH;
+    // Used every 100 ms through the cache: the uses reach the store in time.
+    while SystemTime::now() + Duration::from_millis(200) < cap {
+        let now = SystemTime::now();
+        let at = expiry_of(store, &token).await.expect("in use through the cache, before the cap: alive");
+        assert!(at > now, "the cache answered for an expired token");
+        latest = latest.max(at);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(latest > issued + Duration::from_millis(1500), "never extended through the cache");
+    tokio::time::sleep(cap.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(100)).await;
+    assert_eq!(expiry_of(store, &token).await, None, "past the cap");
+}
+
+macro_rules! sliding {
+    ($($store:ident => $make:expr, $test:ident;)*) => {
+        mod sliding {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store() { super::$test($make).await }
+            )*
+        }
+    };
+}
+
+sliding! {
+    memory => memory_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
+    sqlite => sqlite_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
+    postgres => postgres_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
+    redis_store => redis_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
+    cached_memory => cached(memory_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
+    cached_sqlite => cached(sqlite_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
+    cached_postgres => cached(postgres_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
+    cached_redis => cached(redis_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
 }
 
 macro_rules! conformance {

@@ -123,7 +123,9 @@ impl<S: TokenStore> std::fmt::Debug for CachedTokenStore<S> {
 }
 
 /// Each entry lives for its own TTL: positive or negative, and a valid token's
-/// entry never past the token's expiry.
+/// entry at most half the time its token has left, so that the token's uses
+/// reach the store before it expires (a store with a sliding expiry extends it
+/// then) and the cache never answers for a token past its expiry.
 struct PerEntry {
     positive: Duration,
     negative: Duration,
@@ -134,7 +136,7 @@ impl<U> Expiry<TokenId, Entry<U>> for PerEntry {
         Some(match &value.answer {
             None => self.negative,
             Some(found) => match found.expires_at {
-                Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default().min(self.positive),
+                Some(at) => (at.duration_since(SystemTime::now()).unwrap_or_default() / 2).min(self.positive),
                 None => self.positive,
             },
         })

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
@@ -35,18 +35,28 @@ use crate::token::{DIGEST_LEN, Token};
 #[derive(Debug)]
 pub struct MemoryTokenStore<U: TokenUser> {
     state: RwLock<State<U>>,
+    sliding: Option<SlidingExpiry>,
 }
 
 #[derive(Debug)]
 struct State<U: TokenUser> {
-    tokens: HashMap<[u8; DIGEST_LEN], Authenticated<U>>,
+    tokens: HashMap<[u8; DIGEST_LEN], Record<U>>,
     locked: HashSet<U::Id>,
     tickets: HashMap<[u8; DIGEST_LEN], (Vec<u8>, SystemTime)>,
 }
 
+/// A stored token: its answer, and when it was issued (for the cap of a
+/// sliding expiry).
+#[derive(Debug)]
+struct Record<U> {
+    found: Authenticated<U>,
+    issued_at: SystemTime,
+}
+
 impl<U: TokenUser> Default for MemoryTokenStore<U> {
     fn default() -> Self {
-        Self { state: RwLock::new(State { tokens: HashMap::new(), locked: HashSet::new(), tickets: HashMap::new() }) }
+        let state = State { tokens: HashMap::new(), locked: HashSet::new(), tickets: HashMap::new() };
+        Self { state: RwLock::new(state), sliding: None }
     }
 }
 
@@ -55,6 +65,23 @@ impl<U: TokenUser> MemoryTokenStore<U> {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Gives the tokens this store issues a sliding expiry; see
+    /// [`SlidingExpiry`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ws_token_auth::{MemoryTokenStore, store::SlidingExpiry};
+    ///
+    /// let store = MemoryTokenStore::<String>::new()
+    ///     .sliding(SlidingExpiry::new(Duration::from_secs(3_600), Duration::from_secs(86_400)));
+    /// # let _ = store;
+    /// ```
+    #[must_use]
+    pub fn sliding(mut self, sliding: SlidingExpiry) -> Self {
+        self.sliding = Some(sliding);
+        self
     }
 
     /// Stores a token made elsewhere (a known test token, one migrated from
@@ -68,7 +95,7 @@ impl<U: TokenUser> MemoryTokenStore<U> {
     /// assert_eq!(store.len(), 1);
     /// ```
     pub fn insert(&self, token: &Token, entry: Authenticated<U>) {
-        self.write().tokens.insert(*token.digest(), entry);
+        self.write().tokens.insert(*token.digest(), Record { found: entry, issued_at: SystemTime::now() });
     }
 
     /// How many tokens the store holds (expired ones included until purged).
@@ -111,7 +138,7 @@ impl<U: TokenUser> MemoryTokenStore<U> {
     fn remove_where(&self, mut gone: impl FnMut(&Authenticated<U>) -> bool) -> u64 {
         let tokens = &mut self.write().tokens;
         let before = tokens.len();
-        tokens.retain(|_, entry| !gone(entry));
+        tokens.retain(|_, record| !gone(&record.found));
         (before - tokens.len()) as u64
     }
 
@@ -131,11 +158,28 @@ impl<U: TokenUser> TokenStore for MemoryTokenStore<U> {
     type User = U;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
-        let state = self.read();
-        let found = state.tokens.get(token.digest());
-        Ok(found
-            .filter(|entry| !entry.is_expired_at(SystemTime::now()) && !state.locked.contains(&entry.user.id()))
-            .cloned())
+        let now = SystemTime::now();
+        let extension = {
+            let state = self.read();
+            let Some(record) = state.tokens.get(token.digest()) else { return Ok(None) };
+            let found = &record.found;
+            if found.is_expired_at(now) || state.locked.contains(&found.user.id()) {
+                return Ok(None);
+            }
+            let extended = self
+                .sliding
+                .zip(found.expires_at)
+                .and_then(|(sliding, current)| sliding.extended(now, record.issued_at, current));
+            match extended {
+                None => return Ok(Some(found.clone())),
+                Some(at) => at,
+            }
+        };
+        // Written only when worth it: a write lock per interval, not per use.
+        let mut state = self.write();
+        let Some(record) = state.tokens.get_mut(token.digest()) else { return Ok(None) };
+        record.found.expires_at = record.found.expires_at.max(Some(extension));
+        Ok(Some(record.found.clone()))
     }
 }
 
@@ -143,7 +187,11 @@ impl<U: TokenUser> TokenStore for MemoryTokenStore<U> {
 impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
-        let expires_at = ttl.and_then(|ttl| SystemTime::now().checked_add(ttl));
+        let now = SystemTime::now();
+        let expires_at = match self.sliding {
+            Some(sliding) => sliding.first_expiry(now, ttl),
+            None => ttl.and_then(|ttl| now.checked_add(ttl)),
+        };
         self.insert(&token, Authenticated::new(user.clone()).with_expiry(expires_at));
         Ok(token)
     }

@@ -34,12 +34,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use ::redis::{AsyncCommands, Client, RedisError};
+use ::redis::{AsyncCommands, Client, ExistenceCheck, RedisError, SetExpiry, SetOptions};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::redis_conn::{Reconnecting, is_connection_error};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token, hex};
@@ -48,12 +48,13 @@ use crate::token::{DIGEST_LEN, Token, hex};
 pub struct RedisTokenStore<U> {
     conn: Arc<Reconnecting>,
     prefix: String,
+    sliding: Option<SlidingExpiry>,
     _user: PhantomData<fn() -> U>,
 }
 
 impl<U> Clone for RedisTokenStore<U> {
     fn clone(&self) -> Self {
-        Self { conn: Arc::clone(&self.conn), prefix: self.prefix.clone(), _user: PhantomData }
+        Self { conn: Arc::clone(&self.conn), prefix: self.prefix.clone(), sliding: self.sliding, _user: PhantomData }
     }
 }
 
@@ -69,6 +70,10 @@ struct Entry<U> {
     user_key: String,
     /// Unix milliseconds.
     expires_at: Option<u64>,
+    /// Unix milliseconds; absent in entries written before 0.2 (then the
+    /// cap of a sliding expiry counts from the first extension).
+    #[serde(default)]
+    issued_at: Option<u64>,
 }
 
 impl<U> RedisTokenStore<U>
@@ -103,7 +108,29 @@ where
     /// [`StoreError`] if the URL is invalid.
     pub fn lazy(url: &str, prefix: impl Into<String>) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(StoreError::backend)?;
-        Ok(Self { conn: Arc::new(Reconnecting::new(client)), prefix: prefix.into(), _user: PhantomData })
+        Ok(Self { conn: Arc::new(Reconnecting::new(client)), prefix: prefix.into(), sliding: None, _user: PhantomData })
+    }
+
+    /// Gives the tokens this store issues a sliding expiry; see
+    /// [`SlidingExpiry`]. An extension rewrites the token's key (only if it
+    /// still exists: a revoked token is never brought back), at most once per
+    /// [`SlidingExpiry::every`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use ws_token_auth::store::{RedisTokenStore, SlidingExpiry};
+    ///
+    /// let store = RedisTokenStore::<String>::connect("redis://127.0.0.1:6379", "myapp")
+    ///     .await?
+    ///     .sliding(SlidingExpiry::new(Duration::from_secs(7 * 86_400), Duration::from_secs(90 * 86_400)));
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn sliding(mut self, sliding: SlidingExpiry) -> Self {
+        self.sliding = Some(sliding);
+        self
     }
 
     fn token_key(&self, token: &Token) -> String {
@@ -142,9 +169,28 @@ where
         if locked {
             return Ok(None);
         }
-        let expires_at = entry.expires_at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let found = Authenticated::new(entry.user).with_expiry(expires_at);
-        Ok((!found.is_expired_at(SystemTime::now())).then_some(found))
+        let now = SystemTime::now();
+        let expires_at = entry.expires_at.map(from_unix_millis);
+        if expires_at.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        let issued_at = entry.issued_at.map_or(now, from_unix_millis);
+        let extended = self.sliding.zip(expires_at).and_then(|(s, current)| s.extended(now, issued_at, current));
+        let Some(at) = extended else {
+            return Ok(Some(Authenticated::new(entry.user).with_expiry(expires_at)));
+        };
+        let entry = Entry { expires_at: Some(unix_millis(at)), issued_at: Some(unix_millis(issued_at)), ..entry };
+        let json = serde_json::to_string(&entry).map_err(StoreError::backend)?;
+        let millis = u64::try_from(at.duration_since(now).unwrap_or_default().as_millis()).unwrap_or(u64::MAX).max(1);
+        let options = SetOptions::default().conditional_set(ExistenceCheck::XX).with_expiration(SetExpiry::PX(millis));
+        let key = self.token_key(token);
+        // XX: a token revoked meanwhile is not brought back.
+        let written: Option<String> = self
+            .conn
+            .run(|mut conn| async move { conn.set_options(&key, json, options).await })
+            .await
+            .map_err(store_error)?;
+        Ok(written.map(|_| Authenticated::new(entry.user).with_expiry(entry.expires_at.map(from_unix_millis))))
     }
 }
 
@@ -156,8 +202,14 @@ where
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let user_key = &user.id().to_string();
         let token = Token::generate();
-        let expires_at = ttl.and_then(|ttl| SystemTime::now().checked_add(ttl)).map(unix_millis);
-        let entry = Entry { user: user.clone(), user_key: user_key.to_owned(), expires_at };
+        let now = SystemTime::now();
+        let expiry = match self.sliding {
+            Some(sliding) => sliding.first_expiry(now, ttl),
+            None => ttl.and_then(|ttl| now.checked_add(ttl)),
+        };
+        let ttl = expiry.map(|at| at.duration_since(now).unwrap_or_default());
+        let (expires_at, issued_at) = (expiry.map(unix_millis), Some(unix_millis(now)));
+        let entry = Entry { user: user.clone(), user_key: user_key.to_owned(), expires_at, issued_at };
         let json = serde_json::to_string(&entry).map_err(StoreError::backend)?;
         let (key, index) = (self.token_key(&token), self.user_key(user_key));
         let mut pipe = ::redis::pipe();
@@ -287,4 +339,8 @@ where
 
 fn store_error(error: RedisError) -> StoreError {
     if is_connection_error(&error) { StoreError::unavailable(error) } else { StoreError::backend(error) }
+}
+
+fn from_unix_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
 }

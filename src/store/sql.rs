@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
@@ -190,6 +190,7 @@ pub struct SqlTokenStore<U> {
     users: UsersTable,
     tokens: String,
     lookup_sql: String,
+    sliding: Option<SlidingExpiry>,
     _user: PhantomData<fn() -> U>,
 }
 
@@ -200,6 +201,7 @@ impl<U> Clone for SqlTokenStore<U> {
             users: self.users.clone(),
             tokens: self.tokens.clone(),
             lookup_sql: self.lookup_sql.clone(),
+            sliding: self.sliding,
             _user: PhantomData,
         }
     }
@@ -213,10 +215,35 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
             users,
             tokens: DEFAULT_TOKENS_TABLE.to_owned(),
             lookup_sql: String::new(),
+            sliding: None,
             _user: PhantomData,
         };
         store.lookup_sql = store.build_lookup_sql();
         store
+    }
+
+    /// Gives the tokens this store issues a sliding expiry; see
+    /// [`SlidingExpiry`]. An extension is one `UPDATE` of the token's row, at
+    /// most once per [`SlidingExpiry::every`].
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use ws_token_auth::store::{SlidingExpiry, SqlTokenStore, UsersTable};
+    ///
+    /// # #[derive(Clone, sqlx::FromRow)] struct User { id: i64 }
+    /// # impl ws_token_auth::TokenUser for User { type Id = i64; fn id(&self) -> i64 { self.id } }
+    /// let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
+    /// let store = SqlTokenStore::<User>::new(pool, UsersTable::new("users")?)
+    ///     .sliding(SlidingExpiry::new(Duration::from_secs(7 * 86_400), Duration::from_secs(90 * 86_400)));
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn sliding(mut self, sliding: SlidingExpiry) -> Self {
+        self.sliding = Some(sliding);
+        self
     }
 
     /// Sets the name of the store's table (default `ws_auth_tokens`), for
@@ -245,7 +272,8 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
         let UsersTable { table, id, active } = &self.users;
         let active = active.as_ref().map(|column| format!(" AND u.{column}")).unwrap_or_default();
         format!(
-            "SELECT u.*, t.digest AS ws_token_digest, t.expires_at AS ws_token_expires_at \
+            "SELECT u.*, t.digest AS ws_token_digest, t.expires_at AS ws_token_expires_at, \
+             t.created_at AS ws_token_created_at \
              FROM {tokens} t JOIN {table} u ON u.{id} = t.user_id \
              WHERE t.token_id = $1{active}",
             tokens = self.tokens
@@ -316,7 +344,11 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
         let now = SystemTime::now();
-        let expires_at = ttl.and_then(|ttl| now.checked_add(ttl)).map(unix_millis);
+        let expires_at = match self.sliding {
+            Some(sliding) => sliding.first_expiry(now, ttl),
+            None => ttl.and_then(|ttl| now.checked_add(ttl)),
+        }
+        .map(unix_millis);
         let sql = format!(
             "INSERT INTO {} (token_id, digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             self.tokens
@@ -400,26 +432,47 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
             let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
             pick::<U, _>(&rows, token)?
         });
-        Ok(found.filter(|found| !found.is_expired_at(SystemTime::now())))
+        let now = SystemTime::now();
+        let Some((mut found, issued_at)) = found.filter(|(found, _)| !found.is_expired_at(now)) else {
+            return Ok(None);
+        };
+        let extended = self.sliding.zip(found.expires_at).and_then(|(s, current)| s.extended(now, issued_at, current));
+        if let Some(at) = extended {
+            // Never shortens: of two nodes extending at once, the later expiry stays.
+            let sql = format!(
+                "UPDATE {} SET expires_at = $1 WHERE token_id = $2 AND digest = $3 AND expires_at < $1",
+                self.tokens
+            );
+            let (at_ms, id, digest) = (unix_millis(at), token.id().to_string(), token.digest().to_vec());
+            on_pool!(self.pool, pool => {
+                sqlx::query(&sql).bind(at_ms).bind(id).bind(digest).execute(pool).await.map_err(store_error)?;
+            });
+            found.expires_at = Some(from_unix_millis(at_ms)); // as stored
+        }
+        Ok(Some(found))
     }
 }
 
 /// The row whose digest matches `token` (compared in constant time), as the
 /// user and the token's expiry.
-fn pick<U, R>(rows: &[R], token: &Token) -> Result<Option<Authenticated<U>>, StoreError>
+/// The row of `token` among those sharing its id: its answer and when it was issued.
+fn pick<U, R>(rows: &[R], token: &Token) -> Result<Option<(Authenticated<U>, SystemTime)>, StoreError>
 where
     R: Row,
     U: for<'r> FromRow<'r, R>,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     for row in rows {
         let digest: Vec<u8> = row.try_get("ws_token_digest").map_err(store_error)?;
         if bool::from(digest.as_slice().ct_eq(token.digest())) {
             let expires_at: Option<i64> = row.try_get("ws_token_expires_at").map_err(store_error)?;
+            let created_at: i64 = row.try_get("ws_token_created_at").map_err(store_error)?;
             let user = U::from_row(row).map_err(store_error)?;
-            return Ok(Some(Authenticated::new(user).with_expiry(expires_at.map(from_unix_millis))));
+            let found = Authenticated::new(user).with_expiry(expires_at.map(from_unix_millis));
+            return Ok(Some((found, from_unix_millis(created_at))));
         }
     }
     Ok(None)
