@@ -350,8 +350,10 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// about every distinct token of this node's open sockets once; a token
     /// it no longer accepts is revoked here (its sockets close with 4401, and
     /// the cache never answers for it again). A store error stops the pass
-    /// and closes nothing: an outage is not a revocation. Returns how many
-    /// sockets closed. Lookups are made one after another, not in a burst.
+    /// and closes nothing: an outage is not a revocation. A later expiry in
+    /// the answer (a sliding expiry extended by the lookup) moves the
+    /// sockets' expiry and warning with it. Returns how many sockets closed.
+    /// Lookups are made one after another, not in a burst.
     ///
     /// ```
     /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
@@ -365,7 +367,12 @@ impl<St: ManageTokens> Lifecycle<St> {
         let mut closed = 0;
         for token in self.shared.revocations.tokens() {
             match self.shared.store.revalidate(&token).await {
-                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {}
+                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
+                    // A sliding expiry moved by use: the token's sockets follow.
+                    if let Some(at) = found.expires_at {
+                        self.shared.revocations.extend(token.id(), at);
+                    }
+                }
                 Ok(_) => {
                     let event = AccessEvent::TokenRevoked { id: token.id(), reason: CloseReason::Revoked };
                     closed += self.heard(&event).await;
@@ -430,6 +437,29 @@ mod tests {
         let watch = lifecycle.watch(&user);
         assert_eq!(lifecycle.revalidate_once().await, 1);
         assert_eq!(watch.await, CloseReason::Revoked);
+    }
+
+    #[tokio::test]
+    async fn an_open_socket_follows_the_sliding_expiry_that_revalidation_extends() {
+        use crate::live::Signal;
+        use crate::store::{SlidingExpiry, TokenStore};
+        use std::time::{Duration, Instant};
+        let ms = Duration::from_millis;
+        let sliding = SlidingExpiry::new(ms(400), Duration::from_secs(60)).write_every(ms(100));
+        let store = Arc::new(MemoryTokenStore::<String>::new().sliding(sliding));
+        let lifecycle = Lifecycle::with_revocations(store, Revocations::new().warn_before(ms(150)));
+        let token = lifecycle.issue(&"alice".to_owned(), None).await.unwrap();
+        let found = lifecycle.store().authenticate(&token).await.unwrap().unwrap();
+        let user = AuthenticatedUser::new("alice".to_owned(), token, CredentialKind::Cookie, found.expires_at);
+        let started = Instant::now();
+        let mut watch = lifecycle.watch(&user);
+        tokio::time::sleep(ms(200)).await;
+        assert_eq!(lifecycle.revalidate_once().await, 0);
+        // Without the extension, the warning would come at 250 ms and the close at 400 ms.
+        assert!(matches!(watch.signal().await, Signal::ExpiringSoon { .. }));
+        assert!(started.elapsed() >= ms(400), "warned for the old expiry at {:?}", started.elapsed());
+        assert_eq!(watch.signal().await, Signal::Close(CloseReason::Expired));
+        assert!(started.elapsed() >= ms(550), "closed at the old expiry: {:?}", started.elapsed());
     }
 
     #[tokio::test]

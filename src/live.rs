@@ -138,6 +138,9 @@ pub(crate) struct Registry {
     entries: HashMap<u64, Entry>,
     by_token: HashMap<TokenId, HashSet<u64>>,
     by_user: HashMap<String, HashSet<u64>>,
+    /// Later expiries learned for the tokens of open sockets (a sliding
+    /// expiry extended by use), which their watches follow.
+    extended: HashMap<TokenId, SystemTime>,
     memory: Memory,
 }
 
@@ -195,12 +198,7 @@ impl Registry {
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         let token_id = entry.token.id();
-        if let Some(ids) = self.by_token.get_mut(&token_id) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_token.remove(&token_id);
-            }
-        }
+        self.unindex_token(token_id, id);
         if let Some(ids) = self.by_user.get_mut(&entry.user) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -208,6 +206,25 @@ impl Registry {
             }
         }
         Some(entry)
+    }
+
+    /// Takes socket `id` out of its token's set, and forgets the token when
+    /// no socket lives by it any more.
+    fn unindex_token(&mut self, token_id: TokenId, id: u64) {
+        if let Some(ids) = self.by_token.get_mut(&token_id) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_token.remove(&token_id);
+                self.extended.remove(&token_id);
+            }
+        }
+    }
+
+    /// The later expiry learned for socket `id`'s token, if one is later than `than`.
+    fn extension(&self, id: u64, than: Option<SystemTime>) -> Option<SystemTime> {
+        let entry = self.entries.get(&id)?;
+        let at = *self.extended.get(&entry.token.id())?;
+        than.is_some_and(|than| at > than).then_some(at)
     }
 
     fn close(&mut self, ids: impl IntoIterator<Item = u64>, reason: CloseReason) -> usize {
@@ -335,6 +352,19 @@ impl Revocations {
                 registry.close(ids, *reason)
             }
             AccessEvent::UserRestored { .. } => 0,
+        }
+    }
+
+    /// Tells the sockets of token `id` that it now expires at `expires_at`
+    /// (a sliding expiry extended it): they close at the later expiry, and
+    /// their warning comes before it. An earlier expiry changes nothing.
+    /// [`Lifecycle::revalidate_once`](crate::Lifecycle::revalidate_once)
+    /// calls it with what the store answers.
+    pub(crate) fn extend(&self, id: TokenId, expires_at: SystemTime) {
+        let mut registry = self.lock();
+        if registry.by_token.contains_key(&id) {
+            let known = registry.extended.entry(id).or_insert(expires_at);
+            *known = (*known).max(expires_at);
         }
     }
 
@@ -473,10 +503,27 @@ impl Watch {
         if self.done.is_none() {
             self.done = self.receiver.as_mut().and_then(|receiver| receiver.try_recv().ok());
         }
-        if self.done.is_none() && self.timers.expiry.as_ref().is_some_and(|sleep| sleep.is_elapsed()) {
+        if self.done.is_none()
+            && self.timers.expiry.as_ref().is_some_and(|sleep| sleep.is_elapsed())
+            && !self.follow_extension()
+        {
             self.done = Some(CloseReason::Expired);
         }
         self.done
+    }
+
+    /// Moves the timers to a later expiry of the socket's token, if the
+    /// registry learned one; returns whether it did.
+    fn follow_extension(&mut self) -> bool {
+        let Some(registry) = self.registry.upgrade() else { return false };
+        let registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
+        match registry.extension(self.id, self.timers.expires_at) {
+            Some(at) => {
+                self.timers = Timers::new(Some(at), registry.memory.warn_before);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The next signal: [`Signal::ExpiringSoon`] once per token (with
@@ -506,16 +553,24 @@ impl Watch {
         if let Poll::Ready(reason) = Pin::new(&mut *self).poll(cx) {
             return Poll::Ready(Signal::Close(reason));
         }
-        let due = match self.timers.warning.as_mut() {
-            Some(Warning::Now) => true,
-            Some(Warning::At(sleep)) => sleep.as_mut().poll(cx).is_ready(),
-            None => false,
-        };
-        if due {
-            self.timers.warning = None;
-            return Poll::Ready(Signal::ExpiringSoon { expires_in: self.timers.expires_in() });
+        loop {
+            let due = match self.timers.warning.as_mut() {
+                Some(Warning::Now) => true,
+                Some(Warning::At(sleep)) => sleep.as_mut().poll(cx).is_ready(),
+                None => false,
+            };
+            if !due {
+                return Poll::Pending;
+            }
+            // An extension learned meanwhile re-arms the warning for the later expiry.
+            if !self.follow_extension() {
+                self.timers.warning = None;
+                return Poll::Ready(Signal::ExpiringSoon { expires_in: self.timers.expires_in() });
+            }
+            if let Poll::Ready(reason) = Pin::new(&mut *self).poll(cx) {
+                return Poll::Ready(Signal::Close(reason));
+            }
         }
-        Poll::Pending
     }
 
     /// Moves the socket to `user`'s token (a refreshed one, authenticated by
@@ -564,12 +619,7 @@ impl Watch {
         let (old, new) = (entry.token.id(), token.id());
         entry.token = token;
         if old != new {
-            if let Some(ids) = registry.by_token.get_mut(&old) {
-                ids.remove(&self.id);
-                if ids.is_empty() {
-                    registry.by_token.remove(&old);
-                }
-            }
+            registry.unindex_token(old, self.id);
             registry.by_token.entry(new).or_default().insert(self.id);
         }
         self.timers = Timers::new(user.expires_at, registry.memory.warn_before);
@@ -594,8 +644,15 @@ impl Future for Watch {
             Some(Poll::Pending) | None => None,
         };
         let reason = reason.or_else(|| {
-            let expiry = self.timers.expiry.as_mut()?;
-            expiry.as_mut().poll(cx).is_ready().then_some(CloseReason::Expired)
+            loop {
+                let expiry = self.timers.expiry.as_mut()?;
+                if expiry.as_mut().poll(cx).is_pending() {
+                    return None;
+                }
+                if !self.follow_extension() {
+                    return Some(CloseReason::Expired);
+                }
+            }
         });
         match reason {
             Some(reason) => {
