@@ -425,6 +425,8 @@ impl<St: TokenStore> Authenticator<St> {
     /// token, say) the way a handshake's would be: the same length and byte
     /// rules, the same store and store timeout. Optional mode does not apply:
     /// an unknown token is [`Rejection::InvalidToken`], never anonymous.
+    /// `kind` is recorded in the answer; the value is checked as a token, never
+    /// redeemed as a ticket (even for a socket that was opened with one).
     ///
     /// # Errors
     /// [`Rejection::Malformed`] (not a token, too long), [`Rejection::InvalidToken`],
@@ -453,7 +455,9 @@ impl<St: TokenStore> Authenticator<St> {
             return Err(Rejection::Malformed(ExtractError::TooLong { kind, max }));
         }
         let token = Token::new(value).map_err(|_| Rejection::Malformed(ExtractError::InvalidBytes { kind }))?;
-        let (token, asked_at, answer) = self.lookup(Credential::new(token, kind)).await;
+        // A token, whatever `kind` says: a socket opened with a ticket
+        // refreshes with a token, never with another ticket.
+        let (token, asked_at, answer) = self.lookup_as(false, token).await;
         match self.judge(kind, token, asked_at, answer, false)? {
             Identity::User(user) => Ok(user),
             Identity::Anonymous(_) => Err(Rejection::InvalidToken),
@@ -532,15 +536,20 @@ impl<St: TokenStore> Authenticator<St> {
 
     /// The store call, bounded by the store timeout.
     pub(crate) fn lookup(&self, credential: Credential) -> Lookup<St::User> {
+        let ticket = credential.kind() == CredentialKind::Ticket;
+        self.lookup_as(ticket, credential.into_token())
+    }
+
+    /// Asks the store about `presented`: as a ticket to redeem, or as a token.
+    fn lookup_as(&self, ticket: bool, presented: Token) -> Lookup<St::User> {
         let config = Arc::clone(&self.config);
         Box::pin(async move {
             let asked_at = Instant::now();
-            let kind = credential.kind();
-            let presented = credential.into_token();
             let work = async {
-                match kind {
-                    CredentialKind::Ticket => config.redeem(&presented).await,
-                    _ => Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found))),
+                if ticket {
+                    config.redeem(&presented).await
+                } else {
+                    Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found)))
                 }
             };
             match tokio::time::timeout(config.store_timeout, work).await {
@@ -696,6 +705,9 @@ mod tests {
         let roomy = Authenticator::from_shared(Arc::clone(&store)); // 64-character tokens: the default limit
         let bob = roomy.check_token(expiring.expose_secret(), kind).await.unwrap();
         assert!(bob.expires_at.is_some(), "the expiry comes along");
+        // The refresh of a socket opened with a ticket: still a token.
+        let refreshed = roomy.check_token(expiring.expose_secret(), CredentialKind::Ticket).await.unwrap();
+        assert_eq!(refreshed.token_id(), expiring.id());
         // A store that answers for an expired token: refused all the same.
         let stale = Authenticator::new(Stale::default()).check_token("anything", kind).await.unwrap_err();
         assert!(matches!(stale, Rejection::InvalidToken), "{stale:?}");

@@ -294,10 +294,6 @@ pub struct Credential {
 }
 
 impl Credential {
-    pub(crate) fn new(token: Token, kind: CredentialKind) -> Self {
-        Self { token, kind }
-    }
-
     /// The token.
     #[must_use]
     pub fn token(&self) -> &Token {

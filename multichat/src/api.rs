@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use ws_token_auth::extract::{DEFAULT_COOKIE_NAME, TokenSource};
 use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::{CachedTokenStore, SqlTokenStore};
@@ -93,7 +94,10 @@ impl App {
         let logins = Arc::new(LoginGate::new(&limits));
         let (limits, origin) = (Arc::new(limits), OriginPolicy::same_host());
         let _ = lifecycle.revocations().clone().warn_before(limits.expiry_warning);
-        let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()));
+        // Tickets live in the token database: any process over it redeems them.
+        let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()))
+            .tickets(Arc::clone(lifecycle.store()))
+            .ticket_ttl(limits.ticket_ttl);
         Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, origin })
     }
 
@@ -102,6 +106,7 @@ impl App {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.logins = Arc::new(LoginGate::new(&limits));
         let _ = self.lifecycle.revocations().clone().warn_before(limits.expiry_warning);
+        self.auth = self.auth.clone().ticket_ttl(limits.ticket_ttl);
         self.limits = Arc::new(limits);
         self
     }
@@ -166,15 +171,24 @@ pub fn router(mut app: App, origin: OriginPolicy) -> Router {
     app.origin = origin.clone();
     app.auth = app.auth.clone().origin_policy(origin);
     let auth = app.auth.clone();
+    // The socket also takes a connect ticket (only there: a ticket
+    // authenticates no API call), tried last: a handshake that carries a
+    // token is authenticated by it, and its ticket is left unused.
+    let stream_auth = auth.clone().sources([
+        TokenSource::cookie(DEFAULT_COOKIE_NAME),
+        TokenSource::authorization(["Token", "Bearer"]),
+        TokenSource::ticket("ticket"),
+    ]);
     let api = Router::new()
         .route("/api/logout", post(logout))
         .route("/api/token", post(new_token))
+        .route("/api/ticket", post(new_ticket))
         .route("/api/rooms", get(rooms))
         .route("/api/me", get(me))
         .route_layer(auth.clone().layer())
         .route("/api/login", post(login))
         .layer(axum::middleware::map_response(no_store));
-    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(auth.layer());
+    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(stream_auth.layer());
     Router::new().route("/", get(page)).route("/app.js", get(script)).merge(api).merge(chat).with_state(app)
 }
 
@@ -410,6 +424,22 @@ async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, re
         response.headers_mut().insert(SET_COOKIE, cookie);
     }
     response
+}
+
+/// `POST /api/ticket`: a single-use connect ticket bound to the caller's
+/// token, for `GET /chat/stream/?ticket=...`.
+async fn new_ticket(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
+    let ticket = match app.auth.issue_ticket(&user).await {
+        Ok(ticket) => ticket,
+        Err(error) => {
+            tracing::error!(token_id = %user.token_id(), %error, "ticket: cannot issue a ticket");
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
+        }
+    };
+    // The configured lifetime, or less when the token expires sooner.
+    let left = ticket.expires_in().as_millis().div_ceil(1000);
+    let expires_in = u128::from(app.limits.ticket_ttl.as_secs()).min(left);
+    json_response(StatusCode::OK, json!({"ticket": ticket.expose_secret(), "expires_in": expires_in}))
 }
 
 /// The `key` cookie for `token`, as login sets it.

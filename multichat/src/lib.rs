@@ -43,7 +43,7 @@ commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
         [--secure-cookies] [--revalidate-secs 60] [--header-timeout-secs 10] [--body-timeout-secs 10]
         [--max-connections 10000] [--max-concurrent-logins CORES] [--login-token-ttl-secs 1209600]
-        [--expiry-warning-secs 60]
+        [--expiry-warning-secs 60] [--ticket-ttl 30]
   create-user NAME [--password PW] [--staff] [--token-ttl SECS]
   issue-token NAME [--ttl SECS]
   seed-users --count N [--prefix user] [--password PW]
@@ -154,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 "--max-concurrent-logins",
                 "--login-token-ttl-secs",
                 "--expiry-warning-secs",
+                "--ticket-ttl",
             ])?;
             let defaults = Limits::default();
             let secs = |flag: &str, default: std::time::Duration| {
@@ -173,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 login_queue: 2 * max_concurrent_logins,
                 login_token_ttl: secs("--login-token-ttl-secs", defaults.login_token_ttl)?,
                 expiry_warning: secs("--expiry-warning-secs", defaults.expiry_warning)?,
+                ticket_ttl: secs("--ticket-ttl", defaults.ticket_ttl)?,
             };
             let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
             Command::Serve {

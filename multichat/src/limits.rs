@@ -26,6 +26,8 @@ pub struct Limits {
     pub login_token_ttl: Duration,
     /// How long before its token's expiry a socket is warned (`--expiry-warning-secs`, 60 s).
     pub expiry_warning: Duration,
+    /// How long a connect ticket lives (`--ticket-ttl`, 30 s).
+    pub ticket_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +41,7 @@ impl Default for Limits {
             login_queue: 2 * cores,
             login_token_ttl: Duration::from_secs(14 * 24 * 3600),
             expiry_warning: Duration::from_secs(60),
+            ticket_ttl: ws_token_auth::ticket::DEFAULT_TICKET_TTL,
         }
     }
 }
