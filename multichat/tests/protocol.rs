@@ -601,5 +601,12 @@ fn command_line() {
         panic!("not serve")
     };
     assert_eq!(allowed_origins, ["http://a:1", "https://b"]);
+    let Command::Serve { limits, .. } = parse(&args("serve --ticket-ttl 5 --expiry-warning-secs 9")).unwrap().1 else {
+        panic!("not serve")
+    };
+    assert_eq!((limits.ticket_ttl.as_secs(), limits.expiry_warning.as_secs()), (5, 9));
+    let Command::Serve { limits, .. } = parse(&args("serve")).unwrap().1 else { panic!("not serve") };
+    assert_eq!(limits.ticket_ttl.as_secs(), 30, "PROTOCOL.md's default");
+    assert!(parse(&args("serve --ticket-ttl soon")).is_err());
     assert_eq!(redis_url.as_deref(), Some("redis://r"));
 }
