@@ -144,10 +144,16 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &L
             drop(stream);
             continue;
         };
+        // Each request carries the connection's slot: a WebSocket takes it
+        // along past the upgrade, so the slot is free only once both the HTTP
+        // connection and its socket are gone.
+        let slot = Slot(Arc::new(permit));
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let request_slot = slot.clone();
         let service = tower::util::MapRequest::new(router, move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(request_slot.clone());
             req
         });
         let service = TowerToHyperService::new(service);
@@ -158,10 +164,15 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &L
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             let _ = connection.await;
-            drop(permit);
+            drop(slot);
         });
     }
 }
+
+/// One of `--max-connections` slots, held by a connection and by the
+/// WebSocket it became.
+#[derive(Debug, Clone)]
+struct Slot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
@@ -469,9 +480,17 @@ async fn me(user: AuthenticatedUser<ChatUser>) -> Response {
     json_response(StatusCode::OK, json!({"username": user.user.username, "is_staff": user.user.is_staff}))
 }
 
-async fn stream(State(app): State<App>, user: AuthenticatedUser<ChatUser>, upgrade: WebSocketUpgrade) -> Response {
+async fn stream(
+    State(app): State<App>,
+    user: AuthenticatedUser<ChatUser>,
+    slot: Option<axum::Extension<Slot>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
     let watch = app.lifecycle.watch(&user);
-    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth))
+    tune(upgrade).on_upgrade(move |socket| async move {
+        app.hub.serve(socket, user, watch, app.auth).await;
+        drop(slot); // the connection's slot is free from now on
+    })
 }

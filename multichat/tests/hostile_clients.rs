@@ -97,6 +97,32 @@ async fn a_body_that_never_completes_is_cut_off_and_connections_are_capped() {
     assert_eq!(status_of(&page), 200);
 }
 
+/// Whether the server closes a new connection at once (the cap is reached).
+async fn refused_at_once(addr: SocketAddr) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_hold_their_connection_slot() {
+    let (addr, _app, token) = app_with(Limits { max_connections: 3, ..Limits::default() }).await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(common::connect_with_token(addr, &token).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(refused_at_once(addr).await, "three open WebSockets, a cap of three: a fourth connection was let in");
+    let mut gone = sockets.pop().unwrap();
+    gone.close(None).await.unwrap();
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while refused_at_once(addr).await {
+        assert!(Instant::now() < deadline, "a closed WebSocket's slot was not freed");
+    }
+}
+
 // --- 2, 3. the real binary: descriptors, logins ---------------------------------------
 
 struct Server {
