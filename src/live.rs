@@ -136,8 +136,8 @@ pub struct Revocations {
 pub(crate) struct Registry {
     next_id: u64,
     entries: HashMap<u64, Entry>,
-    by_token: HashMap<TokenId, HashSet<u64>>,
-    by_user: HashMap<String, HashSet<u64>>,
+    by_token: HashMap<TokenId, Ids>,
+    by_user: HashMap<Arc<str>, Ids>,
     /// Later expiries learned for the tokens of open sockets (a sliding
     /// expiry extended by use), which their watches follow.
     extended: HashMap<TokenId, SystemTime>,
@@ -147,7 +147,8 @@ pub(crate) struct Registry {
 #[derive(Debug)]
 struct Entry {
     token: Token,
-    user: String,
+    /// Shared with the `by_user` key: one allocation per socket, not two.
+    user: Arc<str>,
     notify: oneshot::Sender<CloseReason>,
 }
 
@@ -193,17 +194,65 @@ impl Memory {
     }
 }
 
+/// The sockets of one token or one user: most often one, so one is kept
+/// without a set (a set per socket would cost every open socket an
+/// allocation).
+#[derive(Debug)]
+enum Ids {
+    One(u64),
+    Many(HashSet<u64>),
+}
+
+impl Ids {
+    fn insert(&mut self, id: u64) {
+        match self {
+            Self::One(one) if *one == id => {}
+            Self::One(one) => *self = Self::Many(HashSet::from([*one, id])),
+            Self::Many(ids) => {
+                ids.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether no socket is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Self::One(one) => *one == id,
+            Self::Many(ids) => {
+                ids.remove(&id);
+                ids.is_empty()
+            }
+        }
+    }
+
+    fn first(&self) -> Option<u64> {
+        match self {
+            Self::One(one) => Some(*one),
+            Self::Many(ids) => ids.iter().next().copied(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        match self {
+            Self::One(one) => vec![*one],
+            Self::Many(ids) => ids.iter().copied().collect(),
+        }
+    }
+}
+
+/// Adds socket `id` to `key`'s sockets in `index`.
+fn index<K: Eq + std::hash::Hash>(index: &mut HashMap<K, Ids>, key: K, id: u64) {
+    index.entry(key).and_modify(|ids| ids.insert(id)).or_insert(Ids::One(id));
+}
+
 impl Registry {
     /// Removes an entry from every index.
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         let token_id = entry.token.id();
         self.unindex_token(token_id, id);
-        if let Some(ids) = self.by_user.get_mut(&entry.user) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_user.remove(&entry.user);
-            }
+        if self.by_user.get_mut(&entry.user).is_some_and(|ids| ids.remove(id)) {
+            self.by_user.remove(&entry.user);
         }
         Some(entry)
     }
@@ -211,12 +260,9 @@ impl Registry {
     /// Takes socket `id` out of its token's set, and forgets the token when
     /// no socket lives by it any more.
     fn unindex_token(&mut self, token_id: TokenId, id: u64) {
-        if let Some(ids) = self.by_token.get_mut(&token_id) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_token.remove(&token_id);
-                self.extended.remove(&token_id);
-            }
+        if self.by_token.get_mut(&token_id).is_some_and(|ids| ids.remove(id)) {
+            self.by_token.remove(&token_id);
+            self.extended.remove(&token_id);
         }
     }
 
@@ -305,7 +351,7 @@ impl Revocations {
     /// ```
     pub fn watch<U: TokenUser>(&self, user: &AuthenticatedUser<U>) -> Watch {
         let token = user.token().clone();
-        let key = user.user.id().to_string();
+        let key: Arc<str> = user.user.id().to_string().into();
         let mut registry = self.lock();
         let timers = Timers::new(user.expires_at, registry.memory.warn_before);
         if let Some(reason) = registry.memory.verdict(token.id(), &key, user.authenticated_at()) {
@@ -321,8 +367,8 @@ impl Revocations {
         let (notify, receiver) = oneshot::channel();
         registry.next_id += 1;
         let id = registry.next_id;
-        registry.by_token.entry(token.id()).or_default().insert(id);
-        registry.by_user.entry(key.clone()).or_default().insert(id);
+        index(&mut registry.by_token, token.id(), id);
+        index(&mut registry.by_user, Arc::clone(&key), id);
         registry.entries.insert(id, Entry { token, user: key, notify });
         drop(registry);
         Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), timers, done: None }
@@ -343,12 +389,12 @@ impl Revocations {
         match event {
             AccessEvent::TokenRevoked { id, reason } => {
                 registry.memory.token(*id, *reason);
-                let ids = registry.by_token.get(id).cloned().unwrap_or_default();
+                let ids = registry.by_token.get(id).map(Ids::to_vec).unwrap_or_default();
                 registry.close(ids, *reason)
             }
             AccessEvent::UserRevoked { user, reason } => {
                 registry.memory.user(user, *reason);
-                let ids = registry.by_user.get(user).cloned().unwrap_or_default();
+                let ids = registry.by_user.get(user.as_str()).map(Ids::to_vec).unwrap_or_default();
                 registry.close(ids, *reason)
             }
             AccessEvent::UserRestored { .. } => 0,
@@ -391,12 +437,7 @@ impl Revocations {
     /// The distinct tokens of the registered sockets.
     pub(crate) fn tokens(&self) -> Vec<Token> {
         let registry = self.lock();
-        registry
-            .by_token
-            .values()
-            .filter_map(|ids| ids.iter().next())
-            .map(|id| registry.entries[id].token.clone())
-            .collect()
+        registry.by_token.values().filter_map(Ids::first).map(|id| registry.entries[&id].token.clone()).collect()
     }
 }
 
@@ -609,7 +650,7 @@ impl Watch {
         let mut registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
         let registry = &mut *registry;
         let entry = registry.entries.get_mut(&self.id).ok_or(RebindError::Closed)?;
-        if entry.user != user.user.id().to_string() {
+        if *entry.user != *user.user.id().to_string() {
             return Err(RebindError::OtherUser);
         }
         let token = user.token().clone();
@@ -620,7 +661,7 @@ impl Watch {
         entry.token = token;
         if old != new {
             registry.unindex_token(old, self.id);
-            registry.by_token.entry(new).or_default().insert(self.id);
+            index(&mut registry.by_token, new, self.id);
         }
         self.timers = Timers::new(user.expires_at, registry.memory.warn_before);
         Ok(())
