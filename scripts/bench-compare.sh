@@ -45,7 +45,8 @@ start() { # NAME NOTIFY(1|0)
   local name="$1" notify="$2"
   case "$name" in
     ours|noauth|base)
-      local extra=() bin="$M"
+      # Open WebSockets count against --max-connections: room for the held ones and the probes.
+      local extra=(--max-connections $((HOLD + 1000))) bin="$M"
       [ "$name" = noauth ] && extra+=(--insecure-no-auth)
       [ "$name" = base ] && bin="${BASE:?set BASE to the multichat binary of the other build}"
       [ "$notify" = 0 ] && extra+=(--no-notices)

@@ -13,7 +13,8 @@ cargo build --release -p multichat -p loadgen --manifest-path "$ROOT/Cargo.toml"
 M="$ROOT/target/release/multichat"
 L="$ROOT/target/release/loadgen"
 "$M" --database-url "sqlite://$WORK/soak.db" seed-users --count 2001 > "$WORK/tokens.txt"
-extra=()
+# Room for every held socket plus the churn: open WebSockets count against --max-connections.
+extra=(--max-connections $((SOCKETS + 1000)))
 [ "$NOTICES" = 0 ] && extra+=(--no-notices)
 "$M" --database-url "sqlite://$WORK/soak.db" serve --bind 127.0.0.1:8701 "${extra[@]}" > /dev/null 2> "$WORK/server.log" &
 PID=$!

@@ -226,7 +226,7 @@ async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade
     let user = ChatUser { id: 0, username, is_staff: false };
     let user = AuthenticatedUser::new(user, token, ws_token_auth::extract::CredentialKind::Cookie, None);
     let watch = Revocations::new().watch(&user);
-    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth))
+    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth, ()))
 }
 
 /// Frame limits and buffer sizes for every chat socket. tungstenite
@@ -489,8 +489,8 @@ async fn stream(
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
     let watch = app.lifecycle.watch(&user);
-    tune(upgrade).on_upgrade(move |socket| async move {
-        app.hub.serve(socket, user, watch, app.auth).await;
-        drop(slot); // the connection's slot is free from now on
-    })
+    // Only what the socket needs is kept for its lifetime (not the whole App):
+    // every byte of this future is held by every open socket.
+    let (hub, auth) = (app.hub, app.auth);
+    tune(upgrade).on_upgrade(move |socket| hub.serve(socket, user, watch, auth, slot))
 }

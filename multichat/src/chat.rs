@@ -8,12 +8,13 @@
 //! full is kicked (its socket closes, it leaves its rooms) instead of
 //! stalling the room.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -187,61 +188,42 @@ impl Hub {
     }
 
     /// Serves one authenticated socket until it closes or `watch` says its
-    /// token is no longer valid, then leaves its rooms.
-    pub async fn serve(
+    /// token is no longer valid, then leaves its rooms; `keep` (the
+    /// connection's slot) is held until then.
+    ///
+    /// Starts the socket's writer at once and returns the reader: a future
+    /// that holds only what the reading needs, since every byte of it is kept
+    /// by every open socket.
+    pub fn serve<K: Send + 'static>(
         self: Arc<Self>,
         socket: WebSocket,
         user: AuthenticatedUser<ChatUser>,
-        mut watch: Watch,
+        watch: Watch,
         auth: Authenticator<Store>,
-    ) {
-        let (mut sink, mut stream) = socket.split();
-        let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+        keep: K,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (sink, stream) = socket.split();
+        let (queue, outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let lane = Arc::new(Lane::default());
-        let written = Arc::clone(&lane);
-        let mut writer = tokio::spawn(async move {
-            // Everything already queued goes out in one write: frames are fed
-            // into the socket's write buffer, then flushed once.
-            while let Some(first) = outgoing.recv().await {
-                let mut batch = Some(first);
-                let mut closing = false;
-                let sent = tokio::time::timeout(WRITE_DEADLINE, async {
-                    while let Some(frame) = batch.take() {
-                        written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
-                        let message = match frame {
-                            Outgoing::Text(text) => Message::Text(text),
-                            Outgoing::Close(code, reason) => {
-                                closing = true;
-                                Message::Close(Some(CloseFrame { code, reason: reason.into() }))
-                            }
-                        };
-                        sink.feed(message).await?;
-                        if closing {
-                            break;
-                        }
-                        batch = outgoing.try_recv().ok();
-                    }
-                    sink.flush().await
-                })
-                .await;
-                // A client that reads nothing fills the kernel's buffer and
-                // then the write waits: past the deadline, drop it.
-                if closing || !matches!(sent, Ok(Ok(()))) {
-                    if !closing {
-                        written.kick.notify_one();
-                    }
-                    break;
-                }
-            }
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-        });
-
-        let mut conn = Conn {
+        let writer = tokio::spawn(write_all(sink, outgoing, Arc::clone(&lane)));
+        let conn = Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             me: Member { queue, lane },
             user,
-            joined: HashSet::new(),
+            joined: Vec::new(),
         };
+        self.read_all(stream, conn, watch, auth, writer, keep)
+    }
+
+    async fn read_all<K>(
+        self: Arc<Self>,
+        mut stream: SplitStream<WebSocket>,
+        mut conn: Conn,
+        mut watch: Watch,
+        auth: Authenticator<Store>,
+        mut writer: tokio::task::JoinHandle<()>,
+        keep: K,
+    ) {
         let lane = Arc::clone(&conn.me.lane);
         loop {
             tokio::select! {
@@ -261,7 +243,8 @@ impl Hub {
                     Some(Ok(Message::Text(text))) => {
                         let (command, revoked) = (protocol::parse(&text), watch.reason());
                         if let (Ok(Command::Refresh { token }), None) = (&command, revoked) {
-                            conn.refresh(&auth, &mut watch, token).await;
+                            // Boxed: a rare, larger future need not enlarge every socket's task.
+                            Box::pin(conn.refresh(&auth, &mut watch, token)).await;
                         } else if let Err(reason) = conn.handle(&self, command, revoked) {
                             conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
                             break;
@@ -285,6 +268,7 @@ impl Hub {
         if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
             writer.abort();
         }
+        drop(keep);
         // Returning drops the read half; with the writer's half gone too, the
         // TCP connection is closed.
     }
@@ -303,12 +287,56 @@ impl Hub {
     }
 }
 
+/// A socket's writer: everything already queued goes out in one write
+/// (frames are fed into the socket's write buffer, then flushed once), until
+/// the queue ends, a close is sent, or a write misses its deadline.
+async fn write_all(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    written: Arc<Lane>,
+) {
+    while let Some(first) = outgoing.recv().await {
+        let mut batch = Some(first);
+        let mut closing = false;
+        let sent = tokio::time::timeout(WRITE_DEADLINE, async {
+            while let Some(frame) = batch.take() {
+                written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                let message = match frame {
+                    Outgoing::Text(text) => Message::Text(text),
+                    Outgoing::Close(code, reason) => {
+                        closing = true;
+                        Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                    }
+                };
+                sink.feed(message).await?;
+                if closing {
+                    break;
+                }
+                batch = outgoing.try_recv().ok();
+            }
+            sink.flush().await
+        })
+        .await;
+        // A client that reads nothing fills the kernel's buffer and then the
+        // write waits: past the deadline, drop it.
+        if closing || !matches!(sent, Ok(Ok(()))) {
+            if !closing {
+                written.kick.notify_one();
+            }
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
 /// One socket's state, owned by its reader.
 struct Conn {
     id: u64,
     me: Member,
     user: AuthenticatedUser<ChatUser>,
-    joined: HashSet<String>,
+    /// The rooms joined: a few at most, so a list (smaller than a set, for
+    /// every open socket).
+    joined: Vec<String>,
 }
 
 impl Conn {
@@ -372,7 +400,7 @@ impl Conn {
         if members.contains(self.id) {
             return;
         }
-        self.joined.insert(room.id.clone());
+        self.joined.push(room.id.clone());
         let notice = hub
             .notices
             .then(|| json!({"msg_type": 4, "room": room.id, "username": self.user.user.username}).to_string().into());
@@ -394,9 +422,10 @@ impl Conn {
 
     fn leave(&mut self, hub: &Hub, id: Option<String>) {
         let Some(room) = id.and_then(|id| hub.rooms.get(&id)) else { return self.error("ROOM_INVALID") };
-        if !self.joined.remove(&room.id) {
+        let Some(at) = self.joined.iter().position(|joined| *joined == room.id) else {
             return self.error("ROOM_ACCESS_DENIED");
-        }
+        };
+        self.joined.swap_remove(at);
         {
             let mut members = lock(&room.members);
             if hub.notices {

@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// A server's many small, short-lived allocations (frames, requests, tasks)
+/// cost less in mimalloc than in glibc's malloc (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     multichat::logging::init();
