@@ -12,7 +12,9 @@
 //! ```
 //!
 //! - handshake: N workers for T seconds each loop open (101), join room 1, wait
-//!   for the reply, close → cycles/s and latency percentiles.
+//!   for the reply, close → cycles/s and latency percentiles. With `--cold`,
+//!   every cycle takes the next token of the file, none twice (so a server's
+//!   cache never has it): the run ends early, with an error, when the file runs out.
 //! - fanout: C receivers in room 1, one sender, M timestamped messages as fast
 //!   as they go → delivered messages/s, delivery latency p50/p99, lost.
 //! - hold: K sockets joined to room 1 and kept → the server's RSS per socket
@@ -54,6 +56,7 @@ struct Options {
     room: String,
     rate: usize,
     churn: usize,
+    cold: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -86,6 +89,7 @@ fn options() -> Result<Options, Error> {
         room: value("--room").unwrap_or_else(|| "1".into()),
         rate: number("--rate", 10)?,
         churn: number("--churn", 10)?,
+        cold: args.iter().any(|a| a == "--cold"),
     })
 }
 
@@ -163,16 +167,29 @@ async fn handshake(o: &Options) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let tokens: Arc<Vec<String>> = Arc::new(o.tokens.iter().map(|(_, t)| t.clone()).collect());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..o.workers)
         .map(|i| {
             let (url, room, errors) = (o.url.clone(), o.room.clone(), Arc::clone(&errors));
-            let token = o.tokens[i % o.tokens.len()].1.clone();
+            let (tokens, next, cold) = (Arc::clone(&tokens), Arc::clone(&next), o.cold);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
+                    let token = if cold {
+                        match tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            Some(token) => token,
+                            None => {
+                                errors.fetch_add(1, Ordering::Relaxed); // out of fresh tokens
+                                break;
+                            }
+                        }
+                    } else {
+                        &tokens[i % tokens.len()]
+                    };
                     let began = Instant::now();
                     let cycle = async {
-                        let mut socket = open(&url, &token).await?;
+                        let mut socket = open(&url, token).await?;
                         join(&mut socket, &room).await?;
                         socket.close(None).await?;
                         while socket.next().await.is_some() {}
