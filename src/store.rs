@@ -343,18 +343,33 @@ impl SlidingExpiry {
     pub fn every(&self) -> Duration {
         self.every
     }
+}
 
-    /// The expiry of a token issued at `now` with `ttl`.
-    pub(crate) fn first_expiry(&self, now: SystemTime, ttl: Option<Duration>) -> Option<SystemTime> {
-        now.checked_add(ttl.unwrap_or(self.idle).min(self.cap))
+/// The expiry a shipped store gives a token it issues at `now` with `ttl`:
+/// `ttl` from now; with a sliding expiry, `ttl` (or `idle`) capped at `cap`.
+pub(crate) fn issued_expiry(
+    sliding: Option<SlidingExpiry>,
+    now: SystemTime,
+    ttl: Option<Duration>,
+) -> Option<SystemTime> {
+    match sliding {
+        Some(sliding) => now.checked_add(ttl.unwrap_or(sliding.idle).min(sliding.cap)),
+        None => ttl.and_then(|ttl| now.checked_add(ttl)),
     }
+}
 
-    /// The new expiry of a token issued at `issued_at`, expiring at
-    /// `current`, used at `now`: `Some` only when it is worth a write.
-    pub(crate) fn extended(&self, now: SystemTime, issued_at: SystemTime, current: SystemTime) -> Option<SystemTime> {
-        let target = now.checked_add(self.idle)?.min(issued_at.checked_add(self.cap)?);
-        (target >= current.checked_add(self.every)? && current > now).then_some(target)
-    }
+/// The expiry to write for a token issued at `issued_at`, expiring at
+/// `current`, used at `now`: `Some` only with a sliding expiry, for a token
+/// that expires, not yet expired, when the move is worth a write.
+pub(crate) fn extension(
+    sliding: Option<SlidingExpiry>,
+    now: SystemTime,
+    issued_at: SystemTime,
+    current: Option<SystemTime>,
+) -> Option<SystemTime> {
+    let (sliding, current) = (sliding?, current?);
+    let target = now.checked_add(sliding.idle)?.min(issued_at.checked_add(sliding.cap)?);
+    (target >= current.checked_add(sliding.every)? && current > now).then_some(target)
 }
 
 /// A store's answer for a valid token: the user, and when the token expires.
@@ -439,15 +454,21 @@ mod tests {
     #[test]
     fn sliding_extends_by_enough_never_past_the_cap_never_after_expiry() {
         let secs = Duration::from_secs;
-        let sliding = SlidingExpiry::new(secs(100), secs(250)).write_every(secs(20));
+        let sliding = Some(SlidingExpiry::new(secs(100), secs(250)).write_every(secs(20)));
         let issued = SystemTime::UNIX_EPOCH + secs(1_000);
-        assert_eq!(sliding.first_expiry(issued, None), Some(issued + secs(100)));
-        assert_eq!(sliding.first_expiry(issued, Some(secs(900))), Some(issued + secs(250)), "capped");
-        let current = issued + secs(100);
-        assert_eq!(sliding.extended(issued + secs(10), issued, current), None, "gains 10 s: not worth a write");
-        assert_eq!(sliding.extended(issued + secs(20), issued, current), Some(issued + secs(120)));
-        assert_eq!(sliding.extended(issued + secs(200), issued, issued + secs(240)), None, "the cap leaves 10 s");
-        assert_eq!(sliding.extended(issued + secs(190), issued, issued + secs(200)), Some(issued + secs(250)));
-        assert_eq!(sliding.extended(issued + secs(101), issued, current), None, "expired already");
+        assert_eq!(issued_expiry(sliding, issued, None), Some(issued + secs(100)));
+        assert_eq!(issued_expiry(sliding, issued, Some(secs(900))), Some(issued + secs(250)), "capped");
+        assert_eq!(issued_expiry(None, issued, Some(secs(900))), Some(issued + secs(900)), "not sliding");
+        assert_eq!(issued_expiry(None, issued, None), None);
+        let current = Some(issued + secs(100));
+        assert_eq!(extension(sliding, issued + secs(10), issued, current), None, "gains 10 s: not worth a write");
+        assert_eq!(extension(sliding, issued + secs(20), issued, current), Some(issued + secs(120)));
+        let near_cap = Some(issued + secs(240));
+        assert_eq!(extension(sliding, issued + secs(200), issued, near_cap), None, "the cap leaves 10 s");
+        let before_cap = Some(issued + secs(200));
+        assert_eq!(extension(sliding, issued + secs(190), issued, before_cap), Some(issued + secs(250)));
+        assert_eq!(extension(sliding, issued + secs(101), issued, current), None, "expired already");
+        assert_eq!(extension(sliding, issued + secs(20), issued, None), None, "never expires");
+        assert_eq!(extension(None, issued + secs(20), issued, current), None, "not sliding");
     }
 }

@@ -166,11 +166,7 @@ impl<U: TokenUser> TokenStore for MemoryTokenStore<U> {
             if found.is_expired_at(now) || state.locked.contains(&found.user.id()) {
                 return Ok(None);
             }
-            let extended = self
-                .sliding
-                .zip(found.expires_at)
-                .and_then(|(sliding, current)| sliding.extended(now, record.issued_at, current));
-            match extended {
+            match super::extension(self.sliding, now, record.issued_at, found.expires_at) {
                 None => return Ok(Some(found.clone())),
                 Some(at) => at,
             }
@@ -188,10 +184,7 @@ impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
         let now = SystemTime::now();
-        let expires_at = match self.sliding {
-            Some(sliding) => sliding.first_expiry(now, ttl),
-            None => ttl.and_then(|ttl| now.checked_add(ttl)),
-        };
+        let expires_at = super::issued_expiry(self.sliding, now, ttl);
         self.insert(&token, Authenticated::new(user.clone()).with_expiry(expires_at));
         Ok(token)
     }

@@ -175,8 +175,7 @@ where
             return Ok(None);
         }
         let issued_at = entry.issued_at.map_or(now, from_unix_millis);
-        let extended = self.sliding.zip(expires_at).and_then(|(s, current)| s.extended(now, issued_at, current));
-        let Some(at) = extended else {
+        let Some(at) = super::extension(self.sliding, now, issued_at, expires_at) else {
             return Ok(Some(Authenticated::new(entry.user).with_expiry(expires_at)));
         };
         let entry = Entry { expires_at: Some(unix_millis(at)), issued_at: Some(unix_millis(issued_at)), ..entry };
@@ -203,10 +202,7 @@ where
         let user_key = &user.id().to_string();
         let token = Token::generate();
         let now = SystemTime::now();
-        let expiry = match self.sliding {
-            Some(sliding) => sliding.first_expiry(now, ttl),
-            None => ttl.and_then(|ttl| now.checked_add(ttl)),
-        };
+        let expiry = super::issued_expiry(self.sliding, now, ttl);
         let ttl = expiry.map(|at| at.duration_since(now).unwrap_or_default());
         let (expires_at, issued_at) = (expiry.map(unix_millis), Some(unix_millis(now)));
         let entry = Entry { user: user.clone(), user_key: user_key.to_owned(), expires_at, issued_at };

@@ -344,11 +344,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
         let now = SystemTime::now();
-        let expires_at = match self.sliding {
-            Some(sliding) => sliding.first_expiry(now, ttl),
-            None => ttl.and_then(|ttl| now.checked_add(ttl)),
-        }
-        .map(unix_millis);
+        let expires_at = super::issued_expiry(self.sliding, now, ttl).map(unix_millis);
         let sql = format!(
             "INSERT INTO {} (token_id, digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             self.tokens
@@ -436,8 +432,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
         let Some((mut found, issued_at)) = found.filter(|(found, _)| !found.is_expired_at(now)) else {
             return Ok(None);
         };
-        let extended = self.sliding.zip(found.expires_at).and_then(|(s, current)| s.extended(now, issued_at, current));
-        if let Some(at) = extended {
+        if let Some(at) = super::extension(self.sliding, now, issued_at, found.expires_at) {
             // Never shortens: of two nodes extending at once, the later expiry stays.
             let sql = format!(
                 "UPDATE {} SET expires_at = $1 WHERE token_id = $2 AND digest = $3 AND expires_at < $1",
