@@ -464,7 +464,6 @@ impl<St: TokenStore> Authenticator<St> {
         }
     }
 
-    /// Extraction and the origin check: everything decided before the store.
     /// Issues a single-use connect ticket bound to `user`'s token, for the
     /// handshake that follows: it lives [`ticket_ttl`](Self::ticket_ttl) (and
     /// never past the token's expiry), and the socket it opens lives by that
@@ -502,6 +501,7 @@ impl<St: TokenStore> Authenticator<St> {
         Ok(ticket)
     }
 
+    /// Extraction and the origin check: everything decided before the store.
     pub(crate) fn begin(&self, headers: &HeaderMap, uri: &Uri) -> Result<Begin, Rejection> {
         let config = &*self.config;
         let credential = match config.extractor.extract(headers, uri) {
