@@ -12,7 +12,6 @@ use multichat::db::{Db, hash_password};
 use multichat::limits::Limits;
 use serde_json::{Value, json};
 use testkit::{Socket, close_code, next_json, send_json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ws_token_auth::{Token, TokenStore};
 
 struct Chat {
@@ -147,27 +146,20 @@ async fn a_store_outage_during_a_refresh_is_reported_and_changes_nothing() {
     assert!(joins(&mut socket).await, "still open");
 }
 
-async fn post_token(addr: SocketAddr, headers: &str, body: &str) -> (u16, String, Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST /api/token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head[9..12].parse().unwrap(), head.to_owned(), serde_json::from_str(body).unwrap_or(Value::Null))
+async fn post_token(addr: SocketAddr, headers: &[(&str, &str)], body: &str) -> (u16, String, Value) {
+    let (status, head, body) = common::http(addr, "POST", "/api/token", headers, body).await;
+    (status, head, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_token_issues_a_fresh_token_for_the_same_user() {
     let chat = chat_with_default_warning().await;
     let token = chat.token(chat.alice, None).await;
-    let cookie = format!("Cookie: key={token}\r\n");
-    let json = "Content-Type: application/json\r\n";
+    let key = format!("key={token}");
+    let cookie = ("cookie", key.as_str());
+    let json = ("content-type", "application/json");
 
-    let (status, head, body) = post_token(chat.addr, &cookie, "").await;
+    let (status, head, body) = post_token(chat.addr, &[cookie], "").await;
     assert_eq!((status, &body["expires_in"]), (200, &json!(600)), "the login-token lifetime by default");
     let fresh = body["token"].as_str().unwrap().to_owned();
     assert!(head.contains(&format!("key={fresh}; Path=/; HttpOnly; SameSite=Lax")), "set as login sets it: {head}");
@@ -178,17 +170,17 @@ async fn api_token_issues_a_fresh_token_for_the_same_user() {
     let mut socket = chat.socket(&fresh).await;
     assert_eq!(refresh(&mut socket, &token).await["auth"], "refreshed", "the old one stays valid");
 
-    let (status, _, body) = post_token(chat.addr, &format!("{cookie}{json}"), r#"{"ttl": 60}"#).await;
+    let (status, _, body) = post_token(chat.addr, &[cookie, json], r#"{"ttl": 60}"#).await;
     assert_eq!((status, body["expires_in"].as_u64()), (200, Some(60)));
     for bad in [r#"{"ttl": 0}"#, r#"{"ttl": 601}"#, r#"{"ttl": -5}"#, r#"{"ttl": "60"}"#, r#"{"ttl": 1.5}"#] {
-        let (status, _, body) = post_token(chat.addr, &format!("{cookie}{json}"), bad).await;
+        let (status, _, body) = post_token(chat.addr, &[cookie, json], bad).await;
         assert_eq!((status, body), (400, json!({"error": "INVALID_TTL"})), "{bad}");
     }
-    let text = "Content-Type: text/plain\r\n";
-    assert_eq!(post_token(chat.addr, &format!("{cookie}{text}"), r#"{"ttl": 60}"#).await.0, 415);
-    assert_eq!(post_token(chat.addr, "", "").await.0, 401, "authenticated only");
-    let evil = format!("{cookie}Origin: https://evil.example\r\n");
-    assert_eq!(post_token(chat.addr, &evil, "").await.0, 403, "not from another site");
-    let bearer = format!("Authorization: Bearer {token}\r\n");
-    assert_eq!(post_token(chat.addr, &bearer, "").await.0, 200, "a native client");
+    let text = ("content-type", "text/plain");
+    assert_eq!(post_token(chat.addr, &[cookie, text], r#"{"ttl": 60}"#).await.0, 415);
+    assert_eq!(post_token(chat.addr, &[], "").await.0, 401, "authenticated only");
+    let evil = ("origin", "https://evil.example");
+    assert_eq!(post_token(chat.addr, &[cookie, evil], "").await.0, 403, "not from another site");
+    let bearer = format!("Bearer {token}");
+    assert_eq!(post_token(chat.addr, &[("authorization", &bearer)], "").await.0, 200, "a native client");
 }
