@@ -12,7 +12,7 @@ mod common;
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,9 +21,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tower::ServiceBuilder;
+use ws_token_auth::tungstenite::check_upgrade;
 use ws_token_auth::{AuthenticatedUser, Authenticator, TokenAuthLayer, TokenStore};
 
 /// Serves connections on `listener` with `layer` in front of the upgrade
@@ -50,12 +50,10 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     if req.uri().path() != "/ws" {
         return reply(StatusCode::NOT_FOUND);
     }
-    let is_upgrade = req.headers().get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let version_13 = req.headers().get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let (Some(key), true, true) = (req.headers().get(SEC_WEBSOCKET_KEY), is_upgrade, version_13) else {
-        return reply(StatusCode::BAD_REQUEST);
+    let accept = match check_upgrade(req.headers()) {
+        Ok(accept) => accept,
+        Err(error) => return reply(error.status().unwrap_or(StatusCode::BAD_REQUEST)),
     };
-    let accept = derive_accept_key(key.as_bytes());
     let Some(user) = req.extensions().get::<AuthenticatedUser<String>>().cloned() else {
         return reply(StatusCode::UNAUTHORIZED); // unreachable while the layer requires a user
     };
@@ -72,7 +70,7 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     let headers = response.headers_mut();
     headers.insert(CONNECTION, "Upgrade".parse().expect("static header"));
     headers.insert(UPGRADE, "websocket".parse().expect("static header"));
-    headers.insert(SEC_WEBSOCKET_ACCEPT, accept.parse().expect("base64 is a valid header value"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
     Ok(response)
 }
 

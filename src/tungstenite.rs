@@ -101,6 +101,7 @@ pub struct Acceptor<St> {
     auth: Authenticator<St>,
     max_head_bytes: usize,
     head_timeout: Duration,
+    max_headers: usize,
     protocols: Vec<String>,
     config: Option<WebSocketConfig>,
     path: Option<String>,
@@ -125,6 +126,7 @@ impl<St: TokenStore> Acceptor<St> {
             auth,
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            max_headers: MAX_HEADERS,
             protocols: Vec::new(),
             config: None,
             path: None,
@@ -147,6 +149,21 @@ impl<St: TokenStore> Acceptor<St> {
     /// Sets how long a client has to send its whole request head.
     pub fn head_timeout(mut self, timeout: Duration) -> Self {
         self.head_timeout = timeout;
+        self
+    }
+
+    /// Lowers the number of header lines a request head may have (at most
+    /// [`MAX_HEADERS`], the default); more are answered 431.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::Acceptor};
+    ///
+    /// // As hyper's HTTP/1 server allows: 100 lines.
+    /// let acceptor = Acceptor::new(Authenticator::new(MemoryTokenStore::<String>::new())).max_headers(100);
+    /// # let _ = acceptor;
+    /// ```
+    pub fn max_headers(mut self, max: usize) -> Self {
+        self.max_headers = max.min(MAX_HEADERS);
         self
     }
 
@@ -173,11 +190,46 @@ impl<St: TokenStore> Acceptor<St> {
     /// # Errors
     /// [`HandshakeError`]; where HTTP allows, the refusal has been written to
     /// the client and the stream shut down.
-    pub async fn accept<S>(&self, mut stream: S) -> Result<Accepted<S, St::User>, HandshakeError>
+    pub async fn accept<S>(&self, stream: S) -> Result<Accepted<S, St::User>, HandshakeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let head = match tokio::time::timeout(self.head_timeout, read_head(&mut stream, self.max_head_bytes)).await {
+        self.accept_by(stream, tokio::time::Instant::now() + self.head_timeout).await
+    }
+
+    /// As [`accept`](Self::accept), with the request head due by `deadline`
+    /// instead of within the head timeout from now: for a server that has
+    /// spent some of the client's time already (waiting for its first bytes
+    /// to choose a handler, say).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::Acceptor};
+    ///
+    /// # async fn run(stream: tokio::net::TcpStream) {
+    /// let acceptor = Acceptor::new(Authenticator::new(MemoryTokenStore::<String>::new()));
+    /// let connected = Instant::now();
+    /// // ... the server peeks at the stream ...
+    /// let accepted = acceptor.accept_by(stream, connected + Duration::from_secs(10)).await;
+    /// # let _ = accepted;
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept); [`HandshakeError::Timeout`] says how
+    /// long the head was waited for.
+    pub async fn accept_by<S>(
+        &self,
+        mut stream: S,
+        deadline: tokio::time::Instant,
+    ) -> Result<Accepted<S, St::User>, HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let started = tokio::time::Instant::now();
+        let reading = read_head(&mut stream, self.max_head_bytes, self.max_headers);
+        let head = match tokio::time::timeout_at(deadline, reading).await {
             Ok(Ok(head)) => head,
             Ok(Err(error)) => {
                 if let Some(status) = error.status() {
@@ -185,14 +237,14 @@ impl<St: TokenStore> Acceptor<St> {
                 }
                 return Err(error);
             }
-            Err(_elapsed) => return Err(HandshakeError::Timeout(self.head_timeout)),
+            Err(_elapsed) => return Err(HandshakeError::Timeout(deadline.saturating_duration_since(started))),
         };
         if self.path.as_deref().is_some_and(|path| path != head.uri.path()) {
             refuse(&mut stream, StatusCode::NOT_FOUND, &[]).await;
             return Err(HandshakeError::NotFound);
         }
-        let key = match upgrade_key(&head.headers) {
-            Ok(key) => key,
+        let accept_key = match check_upgrade(&head.headers) {
+            Ok(accept_key) => accept_key,
             Err(error) => {
                 let version = [(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
                 let extra: &[_] = if matches!(error, HandshakeError::UnsupportedVersion) { &version } else { &[] };
@@ -212,10 +264,11 @@ impl<St: TokenStore> Acceptor<St> {
         let offered: Vec<&str> = offered_protocols(&head.headers, token_prefix).collect();
         let protocol = self.protocols.iter().find(|p| offered.contains(&p.as_str())).cloned();
 
-        let mut response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n",
-            derive_accept_key(key.as_bytes())
-        );
+        let mut response = String::with_capacity(160);
+        response.push_str("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n");
+        response.push_str("Sec-WebSocket-Accept: ");
+        response.push_str(accept_key.to_str().unwrap_or_default());
+        response.push_str("\r\n");
         if let Some(protocol) = &protocol {
             response.push_str("Sec-WebSocket-Protocol: ");
             response.push_str(protocol);
@@ -250,7 +303,7 @@ pub enum HandshakeError {
     #[error("malformed HTTP request head")]
     MalformedHead,
     /// The request head is larger than the limit, or has more than
-    /// [`MAX_HEADERS`] lines (431 was sent).
+    /// [`Acceptor::max_headers`] lines (431 was sent).
     #[error("request head larger than the limit")]
     HeadTooLarge,
     /// The request head did not arrive in time; the stream was dropped.
@@ -286,7 +339,7 @@ struct Head {
     rest: Vec<u8>,
 }
 
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize) -> Result<Head, HandshakeError> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize, lines: usize) -> Result<Head, HandshakeError> {
     let mut buf = Vec::with_capacity(max.min(4096));
     let mut scanned: usize = 0;
     loop {
@@ -312,7 +365,7 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize) -> Result<H
             continue;
         }
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
+        let mut req = httparse::Request::new(&mut slots[..lines]);
         let len = match req.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
@@ -340,8 +393,33 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize) -> Result<H
     }
 }
 
-/// Checks the upgrade headers; returns the client's `Sec-WebSocket-Key`.
-fn upgrade_key(headers: &HeaderMap) -> Result<&str, HandshakeError> {
+/// Checks that a request's headers ask for a WebSocket upgrade (`Upgrade:
+/// websocket`, `Connection: Upgrade`, version 13, one valid
+/// `Sec-WebSocket-Key`) and returns the `Sec-WebSocket-Accept` value to answer
+/// with: what a server on hyper (or any HTTP stack that hands over the
+/// connection) needs to accept an upgrade that its auth layer let through.
+///
+/// ```
+/// use http::HeaderMap;
+/// use ws_token_auth::tungstenite::{HandshakeError, check_upgrade};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("upgrade", "websocket".parse().unwrap());
+/// headers.insert("connection", "keep-alive, Upgrade".parse().unwrap());
+/// headers.insert("sec-websocket-version", "13".parse().unwrap());
+/// headers.insert("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+/// // RFC 6455's own example.
+/// assert_eq!(check_upgrade(&headers).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+///
+/// headers.insert("sec-websocket-version", "8".parse().unwrap());
+/// assert!(matches!(check_upgrade(&headers), Err(HandshakeError::UnsupportedVersion)));
+/// ```
+///
+/// # Errors
+/// [`HandshakeError::NotWebSocket`] (answer 400) or
+/// [`HandshakeError::UnsupportedVersion`] (answer 426 with
+/// `Sec-WebSocket-Version: 13`).
+pub fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, HandshakeError> {
     let has_token = |name: HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -362,7 +440,11 @@ fn upgrade_key(headers: &HeaderMap) -> Result<&str, HandshakeError> {
     let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
     match (keys.next().map(HeaderValue::to_str), keys.next()) {
         // A key is 16 random bytes in base64: 24 characters ending in "==".
-        (Some(Ok(key)), None) if key.len() == 24 && key.ends_with("==") => Ok(key),
+        (Some(Ok(key)), None) if key.len() == 24 && key.ends_with("==") => {
+            // Base64 is always a valid header value.
+            HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+                .map_err(|_| HandshakeError::NotWebSocket("invalid `Sec-WebSocket-Key`"))
+        }
         _ => Err(HandshakeError::NotWebSocket("missing or invalid `Sec-WebSocket-Key`")),
     }
 }

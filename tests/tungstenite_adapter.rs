@@ -192,6 +192,41 @@ async fn too_many_header_lines_are_refused() {
 }
 
 #[tokio::test]
+async fn max_headers_lowers_the_line_limit() {
+    let (store, token) = alice();
+    let cookie = format!("Cookie: key={}\r\n", token.expose_secret());
+    // `head` sends 5 lines of its own, plus the cookie: 6, then 7 with one more.
+    for (extra, expected) in [("", 101), ("X-One: more\r\n", 431)] {
+        let acceptor = Acceptor::new(Authenticator::from_shared(Arc::clone(&store))).max_headers(6);
+        let (addr, server) = accept_one(acceptor).await;
+        let request = head(addr, &format!("{cookie}{extra}"));
+        assert_eq!(raw(addr, request.as_bytes()).await.0, expected, "{extra:?}");
+        let _ = server.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn accept_by_counts_from_the_given_deadline() {
+    let (store, _) = alice();
+    let acceptor = Acceptor::new(Authenticator::from_shared(store)).head_timeout(Duration::from_secs(30));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        // The caller spent 200 ms of the client's 300 already.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let started = Instant::now();
+        (acceptor.accept_by(stream, deadline).await, started.elapsed())
+    });
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap(); // and then nothing
+    let (result, waited) = tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+    assert!(matches!(result, Err(HandshakeError::Timeout(_))), "{result:?}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}: the head timeout, not the deadline");
+    assert_closed(&mut stream, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
 async fn a_stalled_handshake_is_dropped_at_the_time_limit() {
     let (store, _) = alice();
     let auth = Authenticator::from_shared(store);

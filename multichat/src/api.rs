@@ -3,21 +3,31 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::header::{
+    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_VERSION, SET_COOKIE,
+    UPGRADE,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use ws_token_auth::extract::{DEFAULT_COOKIE_NAME, TokenSource};
 use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::{CachedTokenStore, SqlTokenStore};
-use ws_token_auth::{AuthenticatedUser, Authenticator, Lifecycle, OriginPolicy};
+use ws_token_auth::tungstenite::{Acceptor, check_upgrade};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
 use super::db::{ChatUser, Db, hash_password, verify_password};
@@ -112,16 +122,21 @@ impl App {
     }
 }
 
-/// Serves `router` on `listener` over HTTP/1.1 (WebSocket upgrades included)
+/// Serves `routes` on `listener` over HTTP/1.1 (WebSocket upgrades included)
 /// until the task is dropped, within `limits`: a client has
 /// `header_timeout` to send a request head (a slowloris connection is closed
-/// then) and at most 100 header lines (hyper's limit: more is answered 431);
+/// then) and at most 100 header lines (more is answered 431);
 /// past `max_connections` open connections a new one is closed at once; when
 /// accepting fails (descriptors ran out), the loop backs off instead of
 /// spinning. Each request carries the client's address (`ConnectInfo`).
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &Limits) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
+///
+/// A connection whose first request is a handshake for `/chat/stream/` is
+/// accepted in its own task by the library's tungstenite [`Acceptor`], with
+/// the same authenticator and limits, and becomes the socket; every other
+/// connection is served by hyper and the router (where `/chat/stream/` is
+/// served too, for a client that opens its socket on a connection it used
+/// for another request first).
+pub async fn serve(listener: tokio::net::TcpListener, routes: Routes, limits: &Limits) {
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let header_timeout = limits.header_timeout;
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -144,30 +159,123 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: &L
             drop(stream);
             continue;
         };
-        // Each request carries the connection's slot: a WebSocket takes it
-        // along past the upgrade, so the slot is free only once both the HTTP
-        // connection and its socket are gone.
+        // The connection's slot: a WebSocket takes it along, so the slot is
+        // free only once both the HTTP connection and its socket are gone.
         let slot = Slot(Arc::new(permit));
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let request_slot = slot.clone();
-        let service = tower::util::MapRequest::new(router, move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(request_slot.clone());
-            req
-        });
-        let service = TowerToHyperService::new(service);
+        let routes = routes.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let _ = connection.await;
-            drop(slot);
+            let deadline = Instant::now() + header_timeout;
+            if let Some(sockets) = routes.sockets {
+                match tokio::time::timeout_at(deadline, opens_chat_stream(&stream)).await {
+                    Ok(Ok(true)) => return sockets.serve(stream, deadline, slot).await,
+                    Ok(Ok(false)) => {}
+                    // No request line in time (a slowloris), or the connection broke.
+                    Ok(Err(_)) | Err(_) => return,
+                }
+            }
+            serve_http(routes.http, stream, peer, header_timeout, slot).await;
         });
     }
 }
+
+/// One connection served by hyper and the router.
+async fn serve_http(
+    router: Router,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    header_timeout: Duration,
+    slot: Slot,
+) {
+    use hyper_util::rt::TokioTimer;
+    use hyper_util::service::TowerToHyperService;
+    let request_slot = slot.clone();
+    let service = tower::util::MapRequest::new(router, move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(request_slot.clone());
+        req
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    let _ = connection.await;
+    drop(slot);
+}
+
+/// The request line that [`serve`] hands to the chat socket's acceptor.
+const CHAT_STREAM_REQUEST: &[u8] = b"GET /chat/stream/";
+
+/// Whether the connection's first request is for the chat socket: looks at
+/// its first bytes without taking them, so that either handler reads the
+/// whole request. A client that sends its request line a few bytes at a time
+/// is looked at again after a short, growing pause (the caller's deadline
+/// bounds the wait).
+async fn opens_chat_stream(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; CHAT_STREAM_REQUEST.len() + 1];
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let seen = stream.peek(&mut first).await?;
+        let compared = seen.min(CHAT_STREAM_REQUEST.len());
+        if seen == 0 || first[..compared] != CHAT_STREAM_REQUEST[..compared] {
+            return Ok(false);
+        }
+        if seen > CHAT_STREAM_REQUEST.len() {
+            // `/chat/stream/` itself, not a longer path.
+            return Ok(matches!(first[CHAT_STREAM_REQUEST.len()], b' ' | b'?'));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// What [`serve`] answers: the router, and with authentication, the chat
+/// socket accepted straight from the connection.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    http: Router,
+    sockets: Option<Arc<ChatSockets>>,
+}
+
+impl Routes {
+    /// The router alone (`/chat/stream/` included), for `axum::serve`.
+    pub fn into_router(self) -> Router {
+        self.http
+    }
+}
+
+/// The chat socket without hyper: the handshake read, authenticated and
+/// answered by the library's [`Acceptor`] in the connection's own task.
+#[derive(Debug)]
+struct ChatSockets {
+    acceptor: Acceptor<Store>,
+    hub: Arc<Hub>,
+    lifecycle: Lifecycle<Store>,
+    auth: Authenticator<Store>,
+}
+
+impl ChatSockets {
+    /// Serves one connection whose first request is for `/chat/stream/`: a
+    /// refused handshake has been answered by the acceptor.
+    async fn serve(self: Arc<Self>, stream: TcpStream, deadline: Instant, slot: Slot) {
+        let Ok(accepted) = self.acceptor.accept_by(stream, deadline).await else { return };
+        // The acceptor's authenticator requires a user: anonymous is refused.
+        let Identity::User(user) = accepted.identity else { return };
+        // A logout between the check and this registration still closes the
+        // socket: the registry remembers recent revocations.
+        let watch = self.lifecycle.watch(&user);
+        let (hub, auth) = (Arc::clone(&self.hub), self.auth.clone());
+        drop(self);
+        hub.serve(accepted.socket, user, watch, auth, slot).await;
+    }
+}
+
+/// hyper's own bound on a request head, so that a head is refused the same
+/// way on both of [`serve`]'s paths.
+const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// hyper's own bound on header lines.
+const MAX_HEADER_LINES: usize = 100;
 
 /// One of `--max-connections` slots, held by a connection and by the
 /// WebSocket it became.
@@ -178,7 +286,7 @@ const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The whole HTTP surface; the origin policy guards cookie credentials.
-pub fn router(mut app: App, origin: OriginPolicy) -> Router {
+pub fn router(mut app: App, origin: OriginPolicy) -> Routes {
     app.origin = origin.clone();
     app.auth = app.auth.clone().origin_policy(origin);
     let auth = app.auth.clone();
@@ -199,8 +307,16 @@ pub fn router(mut app: App, origin: OriginPolicy) -> Router {
         .route_layer(auth.clone().layer())
         .route("/api/login", post(login))
         .layer(axum::middleware::map_response(no_store));
-    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(stream_auth.layer());
-    Router::new().route("/", get(page)).route("/app.js", get(script)).merge(api).merge(chat).with_state(app)
+    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(stream_auth.clone().layer());
+    let acceptor = Acceptor::new(stream_auth)
+        .path("/chat/stream/")
+        .max_head_bytes(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADER_LINES)
+        .websocket_config(socket_config());
+    let sockets =
+        ChatSockets { acceptor, hub: Arc::clone(&app.hub), lifecycle: app.lifecycle.clone(), auth: auth.clone() };
+    let http = Router::new().route("/", get(page)).route("/app.js", get(script)).merge(api).merge(chat).with_state(app);
+    Routes { http, sockets: Some(Arc::new(sockets)) }
 }
 
 /// No API answer is kept by a cache on the way (tokens are in them).
@@ -212,12 +328,13 @@ async fn no_store(mut response: Response) -> Response {
 /// The same chat with no authentication at all: the ceiling that the
 /// benchmarks compare the real server against (`serve --insecure-no-auth`).
 /// The `key` cookie's value is taken as the user's name, unchecked.
-pub fn router_without_auth(app: App) -> Router {
-    Router::new().route("/chat/stream/", get(stream_without_auth)).with_state(app)
+pub fn router_without_auth(app: App) -> Routes {
+    Routes { http: Router::new().route("/chat/stream/", get(stream_without_auth)).with_state(app), sockets: None }
 }
 
-async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let name = headers
+async fn stream_without_auth(State(app): State<App>, request: Request) -> Response {
+    let name = request
+        .headers()
         .get(axum::http::header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').find_map(|c| c.trim().strip_prefix("key=")))
@@ -226,20 +343,60 @@ async fn stream_without_auth(State(app): State<App>, headers: HeaderMap, upgrade
     let user = ChatUser { id: 0, username, is_staff: false };
     let user = AuthenticatedUser::new(user, token, ws_token_auth::extract::CredentialKind::Cookie, None);
     let watch = Revocations::new().watch(&user);
-    tune(upgrade).on_upgrade(move |socket| app.hub.serve(socket, user, watch, app.auth, ()))
+    upgrade(request, move |socket| app.hub.serve(socket, user, watch, app.auth, ()))
 }
 
 /// Frame limits and buffer sizes for every chat socket. tungstenite
 /// zero-fills its whole read buffer before the first read, so the read buffer
-/// is resident for every idle socket: axum's default (128 KiB) would cost
-/// ~130 KiB per socket. Chat frames are small; a larger one still arrives, in
-/// several reads.
-fn tune(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-    upgrade
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
+/// is resident for every idle socket: tungstenite's default (128 KiB) would
+/// cost ~130 KiB per socket. Chat frames are small; a larger one still
+/// arrives, in several reads.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
+}
+
+/// Accepts a WebSocket handshake that reached the router: answers 101 and
+/// runs `serve` on the socket once hyper hands the connection over, or
+/// answers why the request is no handshake (405, 400, 426).
+fn upgrade<F, Fut>(mut request: Request, serve: F) -> Response
+where
+    F: FnOnce(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if request.method() != Method::GET {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let accept = match check_upgrade(request.headers()) {
+        Ok(accept) if request.version() == Version::HTTP_11 => accept,
+        Ok(_) => return StatusCode::BAD_REQUEST.into_response(),
+        Err(error) => {
+            let status = error.status().unwrap_or(StatusCode::BAD_REQUEST);
+            let version = [(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
+            return if status == StatusCode::UPGRADE_REQUIRED {
+                (status, version).into_response()
+            } else {
+                status.into_response()
+            };
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let socket =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
+            serve(socket).await;
+        }
+    });
+    let headers = [
+        (CONNECTION, HeaderValue::from_static("upgrade")),
+        (UPGRADE, HeaderValue::from_static("websocket")),
+        (SEC_WEBSOCKET_ACCEPT, accept),
+    ];
+    (StatusCode::SWITCHING_PROTOCOLS, headers).into_response()
 }
 
 /// Each socket's read buffer.
@@ -480,11 +637,13 @@ async fn me(user: AuthenticatedUser<ChatUser>) -> Response {
     json_response(StatusCode::OK, json!({"username": user.user.username, "is_staff": user.user.is_staff}))
 }
 
+/// `/chat/stream/` through the router: a socket opened on a connection that
+/// served another request first (most are accepted by [`ChatSockets`]).
 async fn stream(
     State(app): State<App>,
     user: AuthenticatedUser<ChatUser>,
     slot: Option<axum::Extension<Slot>>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
@@ -492,5 +651,5 @@ async fn stream(
     // Only what the socket needs is kept for its lifetime (not the whole App):
     // every byte of this future is held by every open socket.
     let (hub, auth) = (app.hub, app.auth);
-    tune(upgrade).on_upgrade(move |socket| hub.serve(socket, user, watch, auth, slot))
+    upgrade(request, move |socket| hub.serve(socket, user, watch, auth, slot))
 }

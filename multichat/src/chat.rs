@@ -13,11 +13,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use ws_token_auth::live::{CloseReason, Signal, Watch};
 use ws_token_auth::{AuthenticatedUser, Authenticator, Rejection};
 
@@ -193,15 +196,20 @@ impl Hub {
     ///
     /// Starts the socket's writer at once and returns the reader: a future
     /// that holds only what the reading needs, since every byte of it is kept
-    /// by every open socket.
-    pub fn serve<K: Send + 'static>(
+    /// by every open socket. `socket` is any connection the WebSocket runs
+    /// on: a TCP stream accepted directly, or one that hyper upgraded.
+    pub fn serve<S, K>(
         self: Arc<Self>,
-        socket: WebSocket,
+        socket: WebSocketStream<S>,
         user: AuthenticatedUser<ChatUser>,
         watch: Watch,
         auth: Authenticator<Store>,
         keep: K,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        K: Send + 'static,
+    {
         let (sink, stream) = socket.split();
         let (queue, outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let lane = Arc::new(Lane::default());
@@ -215,15 +223,17 @@ impl Hub {
         self.read_all(stream, conn, watch, auth, writer, keep)
     }
 
-    async fn read_all<K>(
+    async fn read_all<S, K>(
         self: Arc<Self>,
-        mut stream: SplitStream<WebSocket>,
+        mut stream: SplitStream<WebSocketStream<S>>,
         mut conn: Conn,
         mut watch: Watch,
         auth: Authenticator<Store>,
         mut writer: tokio::task::JoinHandle<()>,
         keep: K,
-    ) {
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let lane = Arc::clone(&conn.me.lane);
         loop {
             tokio::select! {
@@ -290,8 +300,8 @@ impl Hub {
 /// A socket's writer: everything already queued goes out in one write
 /// (frames are fed into the socket's write buffer, then flushed once), until
 /// the queue ends, a close is sent, or a write misses its deadline.
-async fn write_all(
-    mut sink: SplitSink<WebSocket, Message>,
+async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     written: Arc<Lane>,
 ) {
@@ -305,7 +315,7 @@ async fn write_all(
                     Outgoing::Text(text) => Message::Text(text),
                     Outgoing::Close(code, reason) => {
                         closing = true;
-                        Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                        Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))
                     }
                 };
                 sink.feed(message).await?;
@@ -473,11 +483,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// take one: 1009 for a message or frame over the limits, 1002 for a
 /// WebSocket protocol violation (unmasked client frame, reserved bits,
 /// unknown opcode); none when the connection broke.
-fn close_for(error: axum::Error) -> Option<Outgoing> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match error.into_inner().downcast::<WsError>().map(|e| *e) {
-        Ok(WsError::Capacity(_)) => Some(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
-        Ok(WsError::Protocol(_)) => Some(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error")),
+fn close_for(error: WsError) -> Option<Outgoing> {
+    match error {
+        WsError::Capacity(_) => Some(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
+        WsError::Protocol(_) => Some(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error")),
         _ => None,
     }
 }

@@ -32,7 +32,7 @@ async fn postgres_going_away_mid_run() {
     let app = App::new(db, false, false).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = router(app, OriginPolicy::same_host());
+    let service = router(app, OriginPolicy::same_host()).into_router();
     tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     let cookie = |token: &str| format!("key={token}");
 

@@ -545,6 +545,95 @@ async fn the_registry_is_empty_after_ten_thousand_sockets() {
     assert_eq!(server.app.lifecycle.revocations().len(), 0);
 }
 
+/// Reads one HTTP response head (and its body, by `Content-Length`) from `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await.expect("no answer").unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (head[9..12].parse().unwrap(), head)
+}
+
+fn upgrade_head(addr: SocketAddr, path: &str, cookie: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
+    )
+}
+
+/// The socket is the same whether the handshake is a connection's first
+/// request (accepted straight from the connection), arrives a few bytes at a
+/// time, or follows another request on a kept-alive connection (as an HTTP
+/// client with a connection pool may send it: accepted through the router).
+async fn every_way_to_open_the_socket(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+    let server = start(backend, false).await;
+    let (alice, token) = server.user("alice", false).await;
+    let cookie = format!("key={token}");
+    let expected = json!({"join": "1", "title": "General"});
+
+    // After a page load on the same connection.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let page = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    stream.write_all(page.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    stream.write_all(upgrade_head(server.addr, "/chat/stream/", &cookie).as_bytes()).await.unwrap();
+    let (status, head) = read_response(&mut stream).await;
+    assert_eq!(status, 101, "{head}");
+    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    let mut kept_alive = WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(stream), Role::Client, None).await;
+    assert_eq!(join(&mut kept_alive, "1").await, expected);
+
+    // Refused the same way after another request.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(page.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    stream.write_all(upgrade_head(server.addr, "/chat/stream/", "key=wrong").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 401);
+
+    // A few bytes at a time, the request line split.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    for piece in upgrade_head(server.addr, "/chat/stream/?x=1", &cookie).as_bytes().chunks(5) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, head) = read_response(&mut stream).await;
+    assert_eq!(status, 101, "{head}");
+    let mut trickled = WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(stream), Role::Client, None).await;
+    assert_eq!(join(&mut trickled, "1").await, expected);
+
+    // Paths that only start like the socket's are the router's (404).
+    for path in ["/chat/stream/x", "/chat/streams/"] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(upgrade_head(server.addr, path, &cookie).as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut stream).await.0, 404, "{path}");
+    }
+
+    // Every one of them is watched: a logout closes them all with 4401.
+    let mut first = server.connect(&token).await;
+    assert_eq!(join(&mut first, "1").await, expected);
+    let revoked = server.app.lifecycle.revoke(&Token::new(token).unwrap()).await.unwrap();
+    assert!(revoked, "{alice}'s token was not revoked");
+    for socket in [&mut first, &mut kept_alive, &mut trickled] {
+        assert_eq!(close_code(socket, Duration::from_secs(5)).await, Some(4401));
+    }
+}
+
 macro_rules! both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -568,6 +657,7 @@ both_backends!(
     join_storm_delivers_every_notice,
     logout_closes_that_tokens_sockets_within_a_second,
     a_token_deleted_in_the_database_is_noticed_at_revalidation,
+    every_way_to_open_the_socket,
 );
 
 #[test]
