@@ -163,20 +163,35 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Routes, limits: &L
         // free only once both the HTTP connection and its socket are gone.
         let slot = Slot(Arc::new(permit));
         let _ = stream.set_nodelay(true);
-        let routes = routes.clone();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + header_timeout;
-            if let Some(sockets) = routes.sockets {
-                match tokio::time::timeout_at(deadline, opens_chat_stream(&stream)).await {
-                    Ok(Ok(true)) => return sockets.serve(stream, deadline, slot).await,
-                    Ok(Ok(false)) => {}
-                    // No request line in time (a slowloris), or the connection broke.
-                    Ok(Err(_)) | Err(_) => return,
-                }
-            }
-            serve_http(routes.http, stream, peer, header_timeout, slot).await;
-        });
+        tokio::spawn(connection(routes.clone(), stream, peer, header_timeout, slot));
     }
+}
+
+/// One connection: the chat socket if its first request is for it, else HTTP.
+async fn connection(
+    routes: Routes,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    header_timeout: Duration,
+    slot: Slot,
+) {
+    let deadline = Instant::now() + header_timeout;
+    if let Some(sockets) = routes.sockets {
+        match tokio::time::timeout_at(deadline, opens_chat_stream(&stream)).await {
+            Ok(Ok(true)) => {
+                if let Some(socket) = sockets.accept(stream, deadline, slot).await {
+                    // Its own task, sized for the socket alone (808 bytes, where
+                    // this one is sized for a handshake or an HTTP connection).
+                    tokio::spawn(socket);
+                }
+                return;
+            }
+            Ok(Ok(false)) => {}
+            // No request line in time (a slowloris), or the connection broke.
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+    serve_http(routes.http, stream, peer, header_timeout, slot).await;
 }
 
 /// One connection served by hyper and the router.
@@ -256,18 +271,22 @@ struct ChatSockets {
 }
 
 impl ChatSockets {
-    /// Serves one connection whose first request is for `/chat/stream/`: a
-    /// refused handshake has been answered by the acceptor.
-    async fn serve(self: Arc<Self>, stream: TcpStream, deadline: Instant, slot: Slot) {
-        let Ok(accepted) = self.acceptor.accept_by(stream, deadline).await else { return };
+    /// Accepts the handshake on a connection whose first request is for
+    /// `/chat/stream/`, and returns the socket's future to run; a refused
+    /// handshake has been answered by the acceptor.
+    async fn accept(
+        self: Arc<Self>,
+        stream: TcpStream,
+        deadline: Instant,
+        slot: Slot,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let accepted = self.acceptor.accept_by(stream, deadline).await.ok()?;
         // The acceptor's authenticator requires a user: anonymous is refused.
-        let Identity::User(user) = accepted.identity else { return };
+        let Identity::User(user) = accepted.identity else { return None };
         // A logout between the check and this registration still closes the
         // socket: the registry remembers recent revocations.
         let watch = self.lifecycle.watch(&user);
-        let (hub, auth) = (Arc::clone(&self.hub), self.auth.clone());
-        drop(self);
-        hub.serve(accepted.socket, user, watch, auth, slot).await;
+        Some(Arc::clone(&self.hub).serve(accepted.socket, user, watch, self.auth.clone(), slot))
     }
 }
 
