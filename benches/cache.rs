@@ -1,5 +1,6 @@
 //! `CachedTokenStore`: a hit against a miss, with an in-memory inner store (so
-//! the miss shows the cache's own cost, not a database's) and with SQLite.
+//! the miss shows the cache's own cost, not a database's) and with SQLite;
+//! and a SQLite lookup by the store against the same query in sqlx alone.
 //!
 //! Run: `cargo bench --bench cache`
 
@@ -67,6 +68,37 @@ fn cache(c: &mut Criterion) {
     group.bench_function("cached_sqlite/hit", |b| {
         b.to_async(&rt).iter(|| async { black_box(cached_sql.authenticate(&sql_token).await) })
     });
+    group.finish();
+
+    // What a lookup costs in sqlx alone, side by side with the store's: the
+    // store's own query text and parameter, through the pool (as the store
+    // queried until 0.2) and on one connection held open (the floor: one
+    // round trip to the connection's thread, no store code at all).
+    let lookup = "SELECT u.*, t.digest AS ws_token_digest, t.expires_at AS ws_token_expires_at, \
+                  t.created_at AS ws_token_created_at FROM ws_auth_tokens t JOIN users u ON u.id = t.user_id \
+                  WHERE t.token_id = $1";
+    let id = sql_token.id().to_string();
+    let url = format!("sqlite://{}", file.display());
+    let (pool, mut held) = rt.block_on(async {
+        use sqlx::Connection;
+        (
+            sqlx::SqlitePool::connect(&url).await.expect("pool"),
+            sqlx::SqliteConnection::connect(&url).await.expect("one"),
+        )
+    });
+    let mut group = c.benchmark_group("sqlite_lookup");
+    for round in 0..2 {
+        // Alternated, twice, so that a drift of the machine shows.
+        group.bench_function(format!("store/{round}"), |b| {
+            b.to_async(&rt).iter(|| async { black_box(sqlite.authenticate(&sql_token).await) })
+        });
+        group.bench_function(format!("sqlx_pool/{round}"), |b| {
+            b.to_async(&rt).iter(|| async { black_box(sqlx::query(lookup).bind(&id).fetch_all(&pool).await) })
+        });
+        group.bench_function(format!("sqlx_one_connection/{round}"), |b| {
+            b.iter(|| rt.block_on(async { black_box(sqlx::query(lookup).bind(&id).fetch_all(&mut held).await) }))
+        });
+    }
     group.finish();
     let _ = std::fs::remove_file(file);
 }

@@ -141,6 +141,55 @@ async fn sqlite_file() {
     let _ = std::fs::remove_file(path);
 }
 
+/// On SQLite the store looks tokens up on connections of its own: they see
+/// what goes through the pool at once, survive lookups dropped halfway (a
+/// store timeout) and many at a time, and stop with the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_lookups_on_the_stores_own_connections() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("ws_token_auth_readers")));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+    let users = unique("users");
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {users} (id BIGINT PRIMARY KEY, username TEXT NOT NULL, is_staff BOOLEAN NOT NULL); \
+         INSERT INTO {users} VALUES (1, 'alice', false);"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = SqlTokenStore::<ChatUser>::new(pool.clone(), UsersTable::new(&users).unwrap());
+    store.migrate().await.unwrap();
+    let alice = user(1, "alice");
+
+    // Lookups dropped at every point of their way, then whole ones: the
+    // connections they held are replaced, the answers stay right.
+    let token = store.issue(&alice, None).await.unwrap();
+    for wait in 0..200u64 {
+        let _ = tokio::time::timeout(Duration::from_micros(wait), store.authenticate(&token)).await;
+    }
+    let lookups: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, token) = (store.clone(), token.clone());
+            tokio::spawn(async move { store.authenticate(&token).await })
+        })
+        .collect();
+    for lookup in lookups {
+        assert_eq!(lookup.await.unwrap().unwrap().map(|found| found.user), Some(alice.clone()));
+    }
+
+    // A revocation, and a row deleted behind the store's back: seen by the next lookup.
+    assert!(store.revoke(&token).await.unwrap());
+    assert!(store.authenticate(&token).await.unwrap().is_none());
+    let other = store.issue(&alice, None).await.unwrap();
+    assert!(store.authenticate(&other).await.unwrap().is_some());
+    sqlx::query(&format!("DELETE FROM {users}")).execute(&pool).await.unwrap();
+    assert!(store.authenticate(&other).await.unwrap().is_none());
+
+    // The pool closed: the store is down (503), not empty.
+    pool.close().await;
+    assert!(matches!(store.authenticate(&other).await, Err(StoreError::Unavailable(_))));
+    let _ = std::fs::remove_file(path);
+}
+
 #[tokio::test]
 async fn postgres() {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must point at PostgreSQL (.ci/run sets it)");

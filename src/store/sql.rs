@@ -9,6 +9,13 @@
 //! (a short, non-secret prefix of the digest); the digest is compared in
 //! constant time.
 //!
+//! On SQLite, the store looks tokens up through a few connections of its own
+//! (as many as the machine has cores, 2 to 8, opened on first use with the
+//! pool's options): sqlx runs each SQLite connection on its own thread, and a
+//! query through the pool costs two round trips to it where one of these
+//! costs one. Everything else goes through the pool; on PostgreSQL,
+//! everything does.
+//!
 //! Locking a user out ([`ManageTokens::lock_user`]) sets the users table's
 //! activity column to false (and letting them in, to true): configure it with
 //! [`UsersTable::active_column`]; without one, locking answers
@@ -38,7 +45,12 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "sqlite")]
+mod readers;
+
 use std::marker::PhantomData;
+#[cfg(feature = "sqlite")]
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -191,6 +203,9 @@ pub struct SqlTokenStore<U> {
     tokens: String,
     lookup_sql: String,
     sliding: Option<SlidingExpiry>,
+    /// On SQLite, the connections that look tokens up (shared by clones).
+    #[cfg(feature = "sqlite")]
+    readers: Arc<readers::Readers>,
     _user: PhantomData<fn() -> U>,
 }
 
@@ -202,6 +217,8 @@ impl<U> Clone for SqlTokenStore<U> {
             tokens: self.tokens.clone(),
             lookup_sql: self.lookup_sql.clone(),
             sliding: self.sliding,
+            #[cfg(feature = "sqlite")]
+            readers: Arc::clone(&self.readers),
             _user: PhantomData,
         }
     }
@@ -216,6 +233,8 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
             tokens: DEFAULT_TOKENS_TABLE.to_owned(),
             lookup_sql: String::new(),
             sliding: None,
+            #[cfg(feature = "sqlite")]
+            readers: Arc::new(readers::Readers::for_this_machine()),
             _user: PhantomData,
         };
         store.lookup_sql = store.build_lookup_sql();
@@ -424,10 +443,18 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         let id = token.id().to_string();
-        let found = on_pool!(self.pool, pool => {
-            let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
-            pick::<U, _>(&rows, token)?
-        });
+        let found = match &self.pool.0 {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                let rows = self.readers.fetch_all(pool, &self.lookup_sql, id).await.map_err(store_error)?;
+                pick::<U, _>(&rows, token)?
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
+                pick::<U, _>(&rows, token)?
+            }
+        };
         let now = SystemTime::now();
         let Some((mut found, issued_at)) = found.filter(|(found, _)| !found.is_expired_at(now)) else {
             return Ok(None);
@@ -448,9 +475,8 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
     }
 }
 
-/// The row whose digest matches `token` (compared in constant time), as the
-/// user and the token's expiry.
-/// The row of `token` among those sharing its id: its answer and when it was issued.
+/// The row of `token` among those sharing its id (digests compared in
+/// constant time): its answer and when it was issued.
 fn pick<U, R>(rows: &[R], token: &Token) -> Result<Option<(Authenticated<U>, SystemTime)>, StoreError>
 where
     R: Row,
