@@ -605,6 +605,20 @@ async fn every_way_to_open_the_socket(backend: Backend) {
     assert_eq!(read_response(&mut stream).await.0, 200);
     stream.write_all(upgrade_head(server.addr, "/chat/stream/", "key=wrong").as_bytes()).await.unwrap();
     assert_eq!(read_response(&mut stream).await.0, 401);
+    // And broken upgrades with a valid token: 426 naming version 13, 400.
+    let version_8 = upgrade_head(server.addr, "/chat/stream/", &cookie).replace("Version: 13", "Version: 8");
+    let no_key = upgrade_head(server.addr, "/chat/stream/", &cookie).replace("Sec-WebSocket-Key", "X-Key");
+    for (head, expected) in [(version_8, 426), (no_key, 400)] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(page.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut stream).await.0, 200);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let (status, answer) = read_response(&mut stream).await;
+        assert_eq!(status, expected, "{answer}");
+        if expected == 426 {
+            assert!(answer.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{answer}");
+        }
+    }
 
     // A few bytes at a time, the request line split.
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
