@@ -225,8 +225,9 @@ const CHAT_STREAM_REQUEST: &[u8] = b"GET /chat/stream/";
 /// Whether the connection's first request is for the chat socket: looks at
 /// its first bytes without taking them, so that either handler reads the
 /// whole request. A client that sends its request line a few bytes at a time
-/// is looked at again after a short, growing pause (the caller's deadline
-/// bounds the wait).
+/// is looked at again after a short, growing pause; one that stops, or
+/// closes, within its request line is held until the caller's deadline, like
+/// one that sends nothing.
 async fn opens_chat_stream(stream: &TcpStream) -> std::io::Result<bool> {
     let mut first = [0u8; CHAT_STREAM_REQUEST.len() + 1];
     let mut pause = Duration::from_millis(1);
@@ -671,4 +672,44 @@ async fn stream(
     // every byte of this future is held by every open socket.
     let (hub, auth) = (app.hub, app.auth);
     upgrade(request, move |socket| hub.serve(socket, user, watch, auth, slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What `opens_chat_stream` says of a connection on which the client sent
+    /// `pieces`, a few milliseconds apart (then kept it open, or closed it).
+    async fn first_request(pieces: &[&str], close: bool) -> bool {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let pieces: Vec<String> = pieces.iter().map(|piece| piece.to_string()).collect();
+        // Sent while the server looks.
+        let client = tokio::spawn(async move {
+            for piece in pieces {
+                client.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if close { None } else { Some(client) }
+        });
+        let seen = tokio::time::timeout(Duration::from_secs(5), opens_chat_stream(&server)).await;
+        drop(client.await.unwrap());
+        seen.expect("no answer within 5 s").unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_chat_socket_s_own_request_line_goes_to_the_acceptor() {
+        assert!(first_request(&["GET /chat/stream/ HTTP/1.1\r\n"], false).await);
+        assert!(first_request(&["GET /chat/stream/?ticket=t HTTP/1.1\r\n"], false).await);
+        assert!(first_request(&["GE", "T /chat/", "stream", "/ HTTP/1.1\r\n"], false).await, "trickled");
+        for other in
+            ["GET /chat/streams/ HTTP/1.1\r\n", "GET /chat/stream/x HTTP/1.1\r\n", "POST /chat/stream/ HTTP/1.1\r\n"]
+        {
+            assert!(!first_request(&[other], false).await, "{other:?}");
+        }
+        assert!(!first_request(&["GET / HTTP/1.1\r\n"], false).await);
+        assert!(!first_request(&[], true).await, "closed at once");
+    }
 }

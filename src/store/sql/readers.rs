@@ -5,7 +5,7 @@
 //! check-out, a spawned task to give the connection back, and a ping on the
 //! way back (a second round trip). A handshake that misses the cache waits
 //! for all of it, so the store keeps a few connections for its lookups and
-//! pays one round trip each (BENCHMARKS.md, "Cold handshakes").
+//! pays one round trip each (BENCHMARKS.md, issue 14's third pass).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
