@@ -52,7 +52,11 @@ async fn upgrade(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     }
     let accept = match check_upgrade(req.headers()) {
         Ok(accept) => accept,
-        Err(error) => return reply(error.status().unwrap_or(StatusCode::BAD_REQUEST)),
+        // 400, or 426 with the version this server speaks.
+        Err(error) => match error.response() {
+            Some(answer) => return Ok(answer.map(|body| Full::new(Bytes::from(body)))),
+            None => return reply(StatusCode::BAD_REQUEST),
+        },
     };
     let Some(user) = req.extensions().get::<AuthenticatedUser<String>>().cloned() else {
         return reply(StatusCode::UNAUTHORIZED); // unreachable while the layer requires a user

@@ -231,26 +231,15 @@ impl<St: TokenStore> Acceptor<St> {
         let reading = read_head(&mut stream, self.max_head_bytes, self.max_headers);
         let head = match tokio::time::timeout_at(deadline, reading).await {
             Ok(Ok(head)) => head,
-            Ok(Err(error)) => {
-                if let Some(status) = error.status() {
-                    refuse(&mut stream, status, &[]).await;
-                }
-                return Err(error);
-            }
+            Ok(Err(error)) => return Err(answer(&mut stream, error).await),
             Err(_elapsed) => return Err(HandshakeError::Timeout(deadline.saturating_duration_since(started))),
         };
         if self.path.as_deref().is_some_and(|path| path != head.uri.path()) {
-            refuse(&mut stream, StatusCode::NOT_FOUND, &[]).await;
-            return Err(HandshakeError::NotFound);
+            return Err(answer(&mut stream, HandshakeError::NotFound).await);
         }
         let accept_key = match check_upgrade(&head.headers) {
             Ok(accept_key) => accept_key,
-            Err(error) => {
-                let version = [(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
-                let extra: &[_] = if matches!(error, HandshakeError::UnsupportedVersion) { &version } else { &[] };
-                refuse(&mut stream, error.status().unwrap_or(StatusCode::BAD_REQUEST), extra).await;
-                return Err(error);
-            }
+            Err(error) => return Err(answer(&mut stream, error).await),
         };
         let identity = match self.auth.authenticate(&head.headers, &head.uri).await {
             Ok(identity) => identity,
@@ -329,6 +318,36 @@ impl HandshakeError {
             Self::HeadTooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             Self::Timeout(_) | Self::Closed | Self::Io(_) => None,
         }
+    }
+
+    /// The answer to send for an error the handshake itself found: its
+    /// status, bodiless, with `Sec-WebSocket-Version: 13` on a 426 (as RFC
+    /// 6455 asks). `None` for a refusal by the authenticator (answer that
+    /// with [`Authenticator::refusal`]) and for errors that send nothing.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use ws_token_auth::tungstenite::check_upgrade;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("upgrade", "websocket".parse().unwrap());
+    /// headers.insert("connection", "Upgrade".parse().unwrap());
+    /// headers.insert("sec-websocket-version", "8".parse().unwrap());
+    /// let answer = check_upgrade(&headers).unwrap_err().response().unwrap();
+    /// assert_eq!(answer.status(), StatusCode::UPGRADE_REQUIRED);
+    /// assert_eq!(answer.headers()["sec-websocket-version"], "13");
+    /// ```
+    #[must_use]
+    pub fn response(&self) -> Option<Response<String>> {
+        if matches!(self, Self::Rejected(_)) {
+            return None;
+        }
+        let mut response = Response::new(String::new());
+        *response.status_mut() = self.status()?;
+        if matches!(self, Self::UnsupportedVersion) {
+            response.headers_mut().insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        Some(response)
     }
 }
 
@@ -449,15 +468,13 @@ pub fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, HandshakeError>
     }
 }
 
-/// Writes a bodiless refusal and shuts the stream down; errors are ignored,
-/// the client may have gone already.
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: StatusCode, extra: &[(HeaderName, HeaderValue)]) {
-    let mut response = Response::new(String::new());
-    *response.status_mut() = status;
-    for (name, value) in extra {
-        response.headers_mut().insert(name.clone(), value.clone());
+/// Writes the answer to `error`, if it has one (then shuts the stream down),
+/// and hands `error` back.
+async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) -> HandshakeError {
+    if let Some(response) = error.response() {
+        write_and_close(stream, &response).await;
     }
-    write_and_close(stream, &response).await;
+    error
 }
 
 /// Writes `response` as HTTP/1.1, with its body, and shuts the stream down;

@@ -34,6 +34,20 @@ async fn hyper_server_authenticates_the_upgrade() {
     assert_eq!(connect(addr, &[("cookie", "key=a; key=b")]).await.0, StatusCode::BAD_REQUEST);
     let foreign = [("cookie", cookie.as_str()), ("origin", "https://evil.example")];
     assert_eq!(connect(addr, &foreign).await.0, StatusCode::FORBIDDEN);
+
+    // An authenticated request for another WebSocket version: 426, naming 13.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\nCookie: {cookie}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 426"), "{answer}");
+    assert!(answer.contains("\r\nsec-websocket-version: 13\r\n"), "{answer}");
 }
 
 #[tokio::test]

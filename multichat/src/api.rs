@@ -9,8 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_VERSION, SET_COOKIE,
-    UPGRADE,
+    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SET_COOKIE, UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
@@ -394,13 +393,8 @@ where
         Ok(accept) if request.version() == Version::HTTP_11 => accept,
         Ok(_) => return StatusCode::BAD_REQUEST.into_response(),
         Err(error) => {
-            let status = error.status().unwrap_or(StatusCode::BAD_REQUEST);
-            let version = [(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"))];
-            return if status == StatusCode::UPGRADE_REQUIRED {
-                (status, version).into_response()
-            } else {
-                status.into_response()
-            };
+            let answer = error.response().map(|answer| answer.map(Body::from).into_response());
+            return answer.unwrap_or_else(|| StatusCode::BAD_REQUEST.into_response());
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
