@@ -1,8 +1,7 @@
-//! HTTP: the page, the login API, and the WebSocket endpoint behind
-//! `TokenAuthLayer`.
+//! HTTP: the accept loop, the page, the login API, and the WebSocket
+//! endpoint behind `TokenAuthLayer` (or the library's `Acceptor`).
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -218,8 +217,17 @@ async fn serve_http(
     drop(slot);
 }
 
+/// The chat socket's path, written once: a macro, so that the request line
+/// below is made from it.
+macro_rules! chat_stream_path {
+    () => {
+        "/chat/stream/"
+    };
+}
+/// Where the chat socket is served (PROTOCOL.md).
+const CHAT_STREAM_PATH: &str = chat_stream_path!();
 /// The request line that [`serve`] hands to the chat socket's acceptor.
-const CHAT_STREAM_REQUEST: &[u8] = b"GET /chat/stream/";
+const CHAT_STREAM_REQUEST: &[u8] = concat!("GET ", chat_stream_path!()).as_bytes();
 
 /// Whether the connection's first request is for the chat socket: looks at
 /// its first bytes without taking them, so that either handler reads the
@@ -326,9 +334,9 @@ pub fn router(mut app: App, origin: OriginPolicy) -> Routes {
         .route_layer(auth.clone().layer())
         .route("/api/login", post(login))
         .layer(axum::middleware::map_response(no_store));
-    let chat = Router::new().route("/chat/stream/", get(stream)).route_layer(stream_auth.clone().layer());
+    let chat = Router::new().route(CHAT_STREAM_PATH, get(stream)).route_layer(stream_auth.clone().layer());
     let acceptor = Acceptor::new(stream_auth)
-        .path("/chat/stream/")
+        .path(CHAT_STREAM_PATH)
         .max_head_bytes(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADER_LINES)
         .websocket_config(socket_config());
@@ -348,7 +356,7 @@ async fn no_store(mut response: Response) -> Response {
 /// benchmarks compare the real server against (`serve --insecure-no-auth`).
 /// The `key` cookie's value is taken as the user's name, unchecked.
 pub fn router_without_auth(app: App) -> Routes {
-    Routes { http: Router::new().route("/chat/stream/", get(stream_without_auth)).with_state(app), sockets: None }
+    Routes { http: Router::new().route(CHAT_STREAM_PATH, get(stream_without_auth)).with_state(app), sockets: None }
 }
 
 async fn stream_without_auth(State(app): State<App>, request: Request) -> Response {
