@@ -1,6 +1,7 @@
 //! `CachedTokenStore`: a hit against a miss, with an in-memory inner store (so
 //! the miss shows the cache's own cost, not a database's) and with SQLite;
-//! and a SQLite lookup by the store against the same query in sqlx alone.
+//! and a SQLite lookup by each SQLite store against the same query in sqlx
+//! alone, over 10,001 users and their tokens.
 //!
 //! Run: `cargo bench --bench cache`
 
@@ -10,7 +11,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ws_token_auth::store::{CachedTokenStore, SqlTokenStore, UsersTable};
+use ws_token_auth::store::rusqlite::{Error as RowError, Row};
+use ws_token_auth::store::{CachedTokenStore, RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
 use ws_token_auth::{ManageTokens, MemoryTokenStore, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -24,6 +26,12 @@ impl TokenUser for User {
     type Id = i64;
     fn id(&self) -> i64 {
         self.id
+    }
+}
+
+impl RusqliteUser for User {
+    fn from_row(row: &Row<'_>) -> Result<Self, RowError> {
+        Ok(Self { id: row.get("id")?, name: row.get("name")? })
     }
 }
 
@@ -51,13 +59,23 @@ fn cache(c: &mut Criterion) {
     let sqlite = rt.block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.expect("sqlite");
         sqlx::raw_sql(
-            "CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL); INSERT INTO users VALUES (1, 'alice');",
+            "PRAGMA journal_mode=WAL; CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO users SELECT i, 'user' || i FROM n;",
         )
         .execute(&pool)
         .await
         .expect("schema");
-        let store = Arc::new(SqlTokenStore::<User>::new(pool, UsersTable::new("users").expect("name")));
+        let store = Arc::new(SqlTokenStore::<User>::new(pool.clone(), UsersTable::new("users").expect("name")));
         store.migrate().await.expect("migrate");
+        // 10,000 other users' tokens beside the one looked up.
+        sqlx::raw_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 10001)
+             INSERT INTO ws_auth_tokens SELECT lower(hex(randomblob(8))), randomblob(32), i, 0, NULL FROM n;",
+        )
+        .execute(&pool)
+        .await
+        .expect("tokens");
         store
     });
     let sql_token = rt.block_on(sqlite.issue(&User { id: 1, name: "alice".into() }, None)).expect("issue");
@@ -86,8 +104,12 @@ fn cache(c: &mut Criterion) {
             sqlx::SqliteConnection::connect(&url).await.expect("one"),
         )
     });
+    let inline = RusqliteTokenStore::<User>::new(&file, UsersTable::new("users").expect("name"));
     let mut group = c.benchmark_group("sqlite_lookup");
     for round in 0..2 {
+        group.bench_function(format!("rusqlite_store/{round}"), |b| {
+            b.to_async(&rt).iter(|| async { black_box(inline.authenticate(&sql_token).await) })
+        });
         // Alternated, twice, so that a drift of the machine shows.
         group.bench_function(format!("store/{round}"), |b| {
             b.to_async(&rt).iter(|| async { black_box(sqlite.authenticate(&sql_token).await) })

@@ -1,6 +1,6 @@
 //! One conformance suite, run against every store through the public
 //! contract (`TokenStore` + `ManageTokens`) and nothing else:
-//! `MemoryTokenStore`, `SqlTokenStore` on SQLite and on the machine's
+//! `MemoryTokenStore`, `RusqliteTokenStore`, `SqlTokenStore` on SQLite and on the machine's
 //! PostgreSQL (`DATABASE_URL`), `RedisTokenStore` on its Redis (`REDIS_URL`),
 //! and `CachedTokenStore` over each; and the connect tickets each of them
 //! keeps (`TicketStore`), through an `Authenticator`. Server-backed tests fail, never skip,
@@ -17,7 +17,10 @@ use http::{HeaderMap, HeaderValue, Uri};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
-use ws_token_auth::store::{CachedTokenStore, RedisTokenStore, SlidingExpiry, SqlTokenStore, UsersTable};
+use ws_token_auth::store::rusqlite::{Error as RowError, Row};
+use ws_token_auth::store::{
+    CachedTokenStore, RedisTokenStore, RusqliteTokenStore, RusqliteUser, SlidingExpiry, SqlTokenStore, UsersTable,
+};
 use ws_token_auth::ticket::TicketStore;
 use ws_token_auth::{
     Authenticated, Authenticator, Identity, ManageTokens, MemoryTokenStore, Rejection, Token, TokenStore, TokenUser,
@@ -93,7 +96,9 @@ impl Pool {
     }
 }
 
-async fn sql(pool: Pool, sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
+/// The app's users table (with an activity column) and names for the store's
+/// tables, in `pool`; and how to read the store's tables once it made them.
+async fn sql_tables(pool: Pool) -> (UsersTable, String, Raw) {
     let (users_table, tokens) = (unique("conf_users"), unique("conf_tokens"));
     let mut ddl = format!(
         "CREATE TABLE {users_table} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, active BOOLEAN NOT NULL DEFAULT TRUE);"
@@ -103,16 +108,6 @@ async fn sql(pool: Pool, sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStor
     }
     pool.exec(&ddl).await;
     let table = UsersTable::new(&users_table).unwrap().active_column("active").unwrap();
-    let store = match &pool {
-        Pool::Sqlite(p) => SqlTokenStore::new(p.clone(), table),
-        Pool::Postgres(p) => SqlTokenStore::new(p.clone(), table),
-    };
-    let store = store.with_table_name(&tokens).unwrap();
-    let store = match sliding {
-        Some(sliding) => store.sliding(sliding),
-        None => store,
-    };
-    store.migrate().await.unwrap();
     let sql = format!("SELECT token_id, digest, user_id, created_at, expires_at FROM {tokens}");
     let tickets = format!(
         "SELECT CAST('ticket' AS TEXT), record, CAST(0 AS BIGINT), CAST(0 AS BIGINT), expires_at FROM {tokens}_tickets"
@@ -125,7 +120,30 @@ async fn sql(pool: Pool, sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStor
             rows.iter().map(|r| format!("{r:?} {}\n", String::from_utf8_lossy(&r.1))).collect()
         })
     });
+    (table, tokens, raw)
+}
+
+async fn sql(pool: Pool, sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
+    let (table, tokens, raw) = sql_tables(pool.clone()).await;
+    let store = match &pool {
+        Pool::Sqlite(p) => SqlTokenStore::new(p.clone(), table),
+        Pool::Postgres(p) => SqlTokenStore::new(p.clone(), table),
+    };
+    let store = store.with_table_name(&tokens).unwrap();
+    let store = match sliding {
+        Some(sliding) => store.sliding(sliding),
+        None => store,
+    };
+    store.migrate().await.unwrap();
     Subject { store: Arc::new(store), raw }
+}
+
+/// An SQLite file in WAL mode and a sqlx pool over it.
+async fn sqlite_file() -> (std::path::PathBuf, sqlx::SqlitePool) {
+    let file = std::env::temp_dir().join(format!("{}.db", unique("conformance")));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+    sqlx::raw_sql("PRAGMA journal_mode=WAL").execute(&pool).await.unwrap();
+    (file, pool)
 }
 
 async fn sqlite() -> Subject<SqlTokenStore<User>> {
@@ -133,9 +151,29 @@ async fn sqlite() -> Subject<SqlTokenStore<User>> {
 }
 
 async fn sqlite_with(sliding: Option<SlidingExpiry>) -> Subject<SqlTokenStore<User>> {
-    let file = std::env::temp_dir().join(format!("{}.db", unique("conformance")));
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
-    sql(Pool::Sqlite(pool), sliding).await
+    sql(Pool::Sqlite(sqlite_file().await.1), sliding).await
+}
+
+impl RusqliteUser for User {
+    fn from_row(row: &Row<'_>) -> Result<Self, RowError> {
+        Ok(Self { id: row.get("id")?, name: row.get("name")? })
+    }
+}
+
+async fn rusqlite() -> Subject<RusqliteTokenStore<User>> {
+    rusqlite_with(None).await
+}
+
+async fn rusqlite_with(sliding: Option<SlidingExpiry>) -> Subject<RusqliteTokenStore<User>> {
+    let (file, pool) = sqlite_file().await;
+    let (table, tokens, raw) = sql_tables(Pool::Sqlite(pool)).await;
+    let store = RusqliteTokenStore::new(file, table).with_table_name(&tokens).unwrap();
+    let store = match sliding {
+        Some(sliding) => store.sliding(sliding),
+        None => store,
+    };
+    store.migrate().await.unwrap();
+    Subject { store: Arc::new(store), raw }
 }
 
 async fn postgres() -> Subject<SqlTokenStore<User>> {
@@ -513,9 +551,11 @@ macro_rules! sliding {
 sliding! {
     memory => memory_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
     sqlite => sqlite_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
+    rusqlite => rusqlite_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
     postgres => postgres_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
     redis_store => redis_with(slide()).await, sliding_expiry_extends_caps_and_writes_once_per_interval;
     cached_memory => cached(memory_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
+    cached_rusqlite => cached(rusqlite_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
     cached_sqlite => cached(sqlite_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
     cached_postgres => cached(postgres_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
     cached_redis => cached(redis_with(slide()).await), a_cache_over_a_sliding_store_keeps_it_alive_and_never_past_expiry;
@@ -568,10 +608,12 @@ macro_rules! conformance {
 conformance! {
     memory => memory().await;
     sqlite => sqlite().await;
+    rusqlite => rusqlite().await;
     postgres => postgres().await;
     redis_store => redis_store().await;
     cached_memory => cached(memory().await);
     cached_sqlite => cached(sqlite().await);
+    cached_rusqlite => cached(rusqlite().await);
     cached_postgres => cached(postgres().await);
     cached_redis => cached(redis_store().await);
 }

@@ -49,13 +49,14 @@
 mod readers;
 
 use std::marker::PhantomData;
-#[cfg(feature = "sqlite")]
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
+pub use super::table::{DEFAULT_TOKENS_TABLE, InvalidIdentifier, UsersTable};
+use super::table::{Tables, from_unix_millis, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
@@ -141,67 +142,11 @@ pub trait SqlUser: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 's
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 impl<U> SqlUser for U where U: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static {}
 
-/// An SQL identifier was refused: only `[A-Za-z_][A-Za-z0-9_]*` (at most 63
-/// bytes) is accepted, so names can be put into queries safely.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid SQL identifier {0:?}: use letters, digits and `_`, not starting with a digit, at most 63 bytes")]
-pub struct InvalidIdentifier(String);
-
-fn identifier(name: &str) -> Result<String, InvalidIdentifier> {
-    let mut bytes = name.bytes();
-    let ok = name.len() <= 63
-        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok { Ok(name.to_owned()) } else { Err(InvalidIdentifier(name.to_owned())) }
-}
-
-/// Where the app's users live: the table, its id column (an integer), and
-/// optionally a boolean column that must be true for a user to log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsersTable {
-    table: String,
-    id: String,
-    active: Option<String>,
-}
-
-impl UsersTable {
-    /// The users table `table`, id column `id`, no activity column.
-    ///
-    /// # Errors
-    /// [`InvalidIdentifier`] if `table` is not a plain SQL identifier.
-    pub fn new(table: &str) -> Result<Self, InvalidIdentifier> {
-        Ok(Self { table: identifier(table)?, id: "id".to_owned(), active: None })
-    }
-
-    /// Sets the id column (default `id`).
-    ///
-    /// # Errors
-    /// [`InvalidIdentifier`] if `column` is not a plain SQL identifier.
-    pub fn id_column(mut self, column: &str) -> Result<Self, InvalidIdentifier> {
-        self.id = identifier(column)?;
-        Ok(self)
-    }
-
-    /// Sets a boolean column that must be true for the user to authenticate.
-    ///
-    /// # Errors
-    /// [`InvalidIdentifier`] if `column` is not a plain SQL identifier.
-    pub fn active_column(mut self, column: &str) -> Result<Self, InvalidIdentifier> {
-        self.active = Some(identifier(column)?);
-        Ok(self)
-    }
-}
-
-/// The default name of the store's table.
-pub const DEFAULT_TOKENS_TABLE: &str = "ws_auth_tokens";
-
 /// A [`TokenStore`] over SQLite or PostgreSQL. See the [module docs](self).
 #[derive(Debug)]
 pub struct SqlTokenStore<U> {
     pool: SqlPool,
-    users: UsersTable,
-    tokens: String,
-    lookup_sql: String,
+    tables: Arc<Tables>,
     sliding: Option<SlidingExpiry>,
     /// On SQLite, the connections that look tokens up (shared by clones).
     #[cfg(feature = "sqlite")]
@@ -213,9 +158,7 @@ impl<U> Clone for SqlTokenStore<U> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
-            users: self.users.clone(),
-            tokens: self.tokens.clone(),
-            lookup_sql: self.lookup_sql.clone(),
+            tables: Arc::clone(&self.tables),
             sliding: self.sliding,
             #[cfg(feature = "sqlite")]
             readers: Arc::clone(&self.readers),
@@ -227,18 +170,14 @@ impl<U> Clone for SqlTokenStore<U> {
 impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     /// A store over `pool`, authenticating tokens as rows of `users`.
     pub fn new(pool: impl Into<SqlPool>, users: UsersTable) -> Self {
-        let mut store = Self {
+        Self {
             pool: pool.into(),
-            users,
-            tokens: DEFAULT_TOKENS_TABLE.to_owned(),
-            lookup_sql: String::new(),
+            tables: Arc::new(Tables::new(users)),
             sliding: None,
             #[cfg(feature = "sqlite")]
             readers: Arc::new(readers::Readers::for_this_machine()),
             _user: PhantomData,
-        };
-        store.lookup_sql = store.build_lookup_sql();
-        store
+        }
     }
 
     /// Gives the tokens this store issues a sliding expiry; see
@@ -275,28 +214,14 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     /// [`InvalidIdentifier`] if `name` (or `name` followed by `_tickets`) is
     /// not a plain SQL identifier.
     pub fn with_table_name(mut self, name: &str) -> Result<Self, InvalidIdentifier> {
-        identifier(&format!("{name}_tickets")).map_err(|_| InvalidIdentifier(name.to_owned()))?;
-        self.tokens = identifier(name)?;
-        self.lookup_sql = self.build_lookup_sql();
+        self.tables = Arc::new(Tables::clone(&self.tables).with_tokens_table(name)?);
         Ok(self)
     }
 
     /// The name of the store's table.
     #[must_use]
     pub fn table_name(&self) -> &str {
-        &self.tokens
-    }
-
-    fn build_lookup_sql(&self) -> String {
-        let UsersTable { table, id, active } = &self.users;
-        let active = active.as_ref().map(|column| format!(" AND u.{column}")).unwrap_or_default();
-        format!(
-            "SELECT u.*, t.digest AS ws_token_digest, t.expires_at AS ws_token_expires_at, \
-             t.created_at AS ws_token_created_at \
-             FROM {tokens} t JOIN {table} u ON u.{id} = t.user_id \
-             WHERE t.token_id = $1{active}",
-            tokens = self.tokens
-        )
+        self.tables.tokens()
     }
 
     /// Creates the store's table and index if they are missing. Safe to call
@@ -308,7 +233,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
         match &self.pool.0 {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let schema = self.schema(
+                let schema = self.tables.schema(
                     include_str!("../../migrations/sqlite/0001_tokens.sql"),
                     include_str!("../../migrations/sqlite/0002_tickets.sql"),
                 );
@@ -316,7 +241,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let schema = self.schema(
+                let schema = self.tables.schema(
                     include_str!("../../migrations/postgres/0001_tokens.sql"),
                     include_str!("../../migrations/postgres/0002_tickets.sql"),
                 );
@@ -331,16 +256,6 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
         Ok(())
     }
 
-    /// The migrations, with the store's table names.
-    fn schema(&self, tokens: &str, tickets: &str) -> String {
-        let tickets = tickets.replace("{tickets}", &self.tickets_table());
-        format!("{}\n{tickets}", tokens.replace("{tokens}", &self.tokens))
-    }
-
-    fn tickets_table(&self) -> String {
-        format!("{}_tickets", self.tokens)
-    }
-
     async fn execute_with(&self, sql: &str, value: i64) -> Result<u64, StoreError> {
         Ok(on_pool!(self.pool, pool => {
             sqlx::query(sql).bind(value).execute(pool).await.map_err(store_error)?.rows_affected()
@@ -348,9 +263,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     }
 
     async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
-        let UsersTable { table, id: id_column, active: column } = &self.users;
-        let column = column.as_ref().ok_or(StoreError::Unsupported("lock users out without an activity column"))?;
-        let sql = format!("UPDATE {table} SET {column} = $1 WHERE {id_column} = $2");
+        let sql = self.tables.set_active()?;
         on_pool!(self.pool, pool => {
             sqlx::query(&sql).bind(active).bind(id).execute(pool).await.map_err(store_error)?;
         });
@@ -364,31 +277,27 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
         let token = Token::generate();
         let now = SystemTime::now();
         let expires_at = super::issued_expiry(self.sliding, now, ttl).map(unix_millis);
-        let sql = format!(
-            "INSERT INTO {} (token_id, digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            self.tokens
-        );
+        let sql = &self.tables.issue;
         let (id, digest, created) = (token.id().to_string(), token.digest().to_vec(), unix_millis(now));
         let user_id = user.id();
         on_pool!(self.pool, pool => {
-            let query = sqlx::query(&sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
+            let query = sqlx::query(sql).bind(id).bind(digest).bind(user_id).bind(created).bind(expires_at);
             query.execute(pool).await.map_err(store_error)?;
         });
         Ok(token)
     }
 
     async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
-        let sql = format!("DELETE FROM {} WHERE token_id = $1 AND digest = $2", self.tokens);
+        let sql = &self.tables.revoke;
         let (id, digest) = (token.id().to_string(), token.digest().to_vec());
         let deleted = on_pool!(self.pool, pool => {
-            sqlx::query(&sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
+            sqlx::query(sql).bind(id).bind(digest).execute(pool).await.map_err(store_error)?.rows_affected()
         });
         Ok(deleted > 0)
     }
 
     async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
-        let sql = format!("DELETE FROM {} WHERE user_id = $1", self.tokens);
-        self.execute_with(&sql, *id).await
+        self.execute_with(&self.tables.revoke_user, *id).await
     }
 
     async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
@@ -401,10 +310,8 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = unix_millis(SystemTime::now());
-        let tickets = format!("DELETE FROM {} WHERE expires_at <= $1", self.tickets_table());
-        self.execute_with(&tickets, now).await?;
-        let sql = format!("DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= $1", self.tokens);
-        self.execute_with(&sql, now).await
+        self.execute_with(&self.tables.purge_tickets, now).await?;
+        self.execute_with(&self.tables.purge_tokens, now).await
     }
 }
 
@@ -419,18 +326,18 @@ impl<U: SqlUser + TokenUser<Id = i64>> TicketStore for SqlTokenStore<U> {
         record: &[u8],
         expires_at: SystemTime,
     ) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO {} (digest, record, expires_at) VALUES ($1, $2, $3)", self.tickets_table());
+        let sql = &self.tables.put_ticket;
         let (digest, record, expires_at) = (digest.to_vec(), record.to_vec(), unix_millis(expires_at));
         on_pool!(self.pool, pool => {
-            sqlx::query(&sql).bind(digest).bind(record).bind(expires_at).execute(pool).await.map_err(store_error)?;
+            sqlx::query(sql).bind(digest).bind(record).bind(expires_at).execute(pool).await.map_err(store_error)?;
         });
         Ok(())
     }
 
     async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = format!("DELETE FROM {} WHERE digest = $1 RETURNING record, expires_at", self.tickets_table());
+        let sql = &self.tables.take_ticket;
         let row: Option<(Vec<u8>, i64)> = on_pool!(self.pool, pool => {
-            sqlx::query_as(&sql).bind(digest.to_vec()).fetch_optional(pool).await.map_err(store_error)?
+            sqlx::query_as(sql).bind(digest.to_vec()).fetch_optional(pool).await.map_err(store_error)?
         });
         let now = unix_millis(SystemTime::now());
         Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(record, _)| record))
@@ -446,30 +353,25 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
         let found = match &self.pool.0 {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let rows = self.readers.fetch_all(pool, &self.lookup_sql, id).await.map_err(store_error)?;
+                let rows = self.readers.fetch_all(pool, &self.tables.lookup, id).await.map_err(store_error)?;
                 pick::<U, _>(&rows, token)?
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let rows = sqlx::query(&self.lookup_sql).bind(id).fetch_all(pool).await.map_err(store_error)?;
+                let rows = sqlx::query(&self.tables.lookup).bind(id).fetch_all(pool).await.map_err(store_error)?;
                 pick::<U, _>(&rows, token)?
             }
         };
-        let now = SystemTime::now();
-        let Some((mut found, issued_at)) = found.filter(|(found, _)| !found.is_expired_at(now)) else {
+        let Some((found, extend)) = settle(found, self.sliding, SystemTime::now()) else {
             return Ok(None);
         };
-        if let Some(at) = super::extension(self.sliding, now, issued_at, found.expires_at) {
+        if let Some(at) = extend {
             // Never shortens: of two nodes extending at once, the later expiry stays.
-            let sql = format!(
-                "UPDATE {} SET expires_at = $1 WHERE token_id = $2 AND digest = $3 AND expires_at < $1",
-                self.tokens
-            );
-            let (at_ms, id, digest) = (unix_millis(at), token.id().to_string(), token.digest().to_vec());
+            let (id, digest) = (token.id().to_string(), token.digest().to_vec());
             on_pool!(self.pool, pool => {
-                sqlx::query(&sql).bind(at_ms).bind(id).bind(digest).execute(pool).await.map_err(store_error)?;
+                let query = sqlx::query(&self.tables.extend).bind(at).bind(id).bind(digest);
+                query.execute(pool).await.map_err(store_error)?;
             });
-            found.expires_at = Some(from_unix_millis(at_ms)); // as stored
         }
         Ok(Some(found))
     }
@@ -497,14 +399,6 @@ where
         }
     }
     Ok(None)
-}
-
-fn unix_millis(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn from_unix_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Sorts sqlx errors into "cannot reach the database" and "the database said no".
