@@ -23,19 +23,19 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use ws_token_auth::extract::{DEFAULT_COOKIE_NAME, TokenSource};
 use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
-use ws_token_auth::store::{CachedTokenStore, SqlTokenStore};
+use ws_token_auth::store::CachedTokenStore;
 use ws_token_auth::tungstenite::{Acceptor, check_upgrade};
 use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
-use super::db::{ChatUser, Db, hash_password, verify_password};
+use super::db::{ChatUser, Db, Tokens, hash_password, verify_password};
 use super::limits::{Limits, LoginGate, TooMany};
 
 /// What the handshakes ask: the token table behind a short cache, so a
 /// handshake costs no query when the token was seen in the last 30 s. The
 /// lifecycle keeps the cache consistent with every logout and revocation,
 /// here and (with Redis) on every process.
-pub type Store = CachedTokenStore<SqlTokenStore<ChatUser>>;
+pub type Store = CachedTokenStore<Tokens>;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

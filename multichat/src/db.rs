@@ -1,15 +1,20 @@
 //! The example's database: users (argon2 password hashes), rooms, and the
-//! crate's `SqlTokenStore` table, in SQLite (default) or PostgreSQL.
+//! crate's token table, in SQLite (default) or PostgreSQL. Tokens are looked
+//! up by `RusqliteTokenStore` on SQLite (on the calling thread) and by
+//! `SqlTokenStore` on PostgreSQL.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use ws_token_auth::store::{SqlTokenStore, UsersTable};
-use ws_token_auth::{ManageTokens, TokenUser};
+use ws_token_auth::store::rusqlite::{Error as RowError, Row};
+use ws_token_auth::store::{RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
+use ws_token_auth::ticket::TicketStore;
+use ws_token_auth::{Authenticated, DIGEST_LEN, ManageTokens, StoreError, Token, TokenStore, TokenUser};
 
 /// Errors of the example's own code.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -31,7 +36,7 @@ macro_rules! with_pool {
     };
 }
 
-/// A user as the chat sees it; read by `SqlTokenStore` from `chat_users`.
+/// A user as the chat sees it; read by the token store from `chat_users`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChatUser {
     pub id: i64,
@@ -43,6 +48,76 @@ impl TokenUser for ChatUser {
     type Id = i64;
     fn id(&self) -> i64 {
         self.id
+    }
+}
+
+impl RusqliteUser for ChatUser {
+    fn from_row(row: &Row<'_>) -> Result<Self, RowError> {
+        Ok(Self { id: row.get("id")?, username: row.get("username")?, is_staff: row.get("is_staff")? })
+    }
+}
+
+/// The app's token store: on SQLite the store that looks tokens up on the
+/// calling thread, on PostgreSQL sqlx's. Either way the same tables.
+#[derive(Debug, Clone)]
+pub enum Tokens {
+    Sqlite(RusqliteTokenStore<ChatUser>),
+    Postgres(SqlTokenStore<ChatUser>),
+}
+
+/// Runs `$body` with `$store` bound to whichever store `$tokens` is.
+macro_rules! with_store {
+    ($tokens:expr, $store:ident => $body:expr) => {
+        match $tokens {
+            Tokens::Sqlite($store) => $body,
+            Tokens::Postgres($store) => $body,
+        }
+    };
+}
+
+#[async_trait]
+impl TokenStore for Tokens {
+    type User = ChatUser;
+
+    async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<ChatUser>>, StoreError> {
+        with_store!(self, store => store.authenticate(token).await)
+    }
+}
+
+#[async_trait]
+impl ManageTokens for Tokens {
+    async fn issue(&self, user: &ChatUser, ttl: Option<Duration>) -> Result<Token, StoreError> {
+        with_store!(self, store => store.issue(user, ttl).await)
+    }
+    async fn revoke(&self, token: &Token) -> Result<bool, StoreError> {
+        with_store!(self, store => store.revoke(token).await)
+    }
+    async fn revoke_user(&self, id: &i64) -> Result<u64, StoreError> {
+        with_store!(self, store => store.revoke_user(id).await)
+    }
+    async fn lock_user(&self, id: &i64) -> Result<(), StoreError> {
+        with_store!(self, store => store.lock_user(id).await)
+    }
+    async fn unlock_user(&self, id: &i64) -> Result<(), StoreError> {
+        with_store!(self, store => store.unlock_user(id).await)
+    }
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        with_store!(self, store => store.purge_expired().await)
+    }
+}
+
+#[async_trait]
+impl TicketStore for Tokens {
+    async fn put_ticket(
+        &self,
+        digest: &[u8; DIGEST_LEN],
+        record: &[u8],
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        with_store!(self, store => store.put_ticket(digest, record, expires_at).await)
+    }
+    async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
+        with_store!(self, store => store.take_ticket(digest).await)
     }
 }
 
@@ -102,28 +177,34 @@ ON CONFLICT (id) DO NOTHING;";
 #[derive(Debug, Clone)]
 pub struct Db {
     pub pool: Pool,
-    pub tokens: SqlTokenStore<ChatUser>,
+    pub tokens: Tokens,
 }
 
 impl Db {
     /// Opens `url` (`sqlite://FILE` or `postgres://...`), creating the SQLite
     /// file, the schema and the two rooms where missing.
     pub async fn open(url: &str) -> Result<Self, Error> {
-        let pool = if url.starts_with("sqlite:") {
+        let users = UsersTable::new("chat_users")?.active_column("is_active")?;
+        let (pool, tokens) = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5));
+            let file = options.get_filename().to_owned();
             // No ping before each query: a file connection does not go stale,
             // and a ping is one more round trip to the connection's thread
-            // (45 µs a query instead of 68 here; token lookups use connections of
-            // their own, see SqlTokenStore).
+            // (45 µs a query instead of 68 here).
             let pool =
                 SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await?;
             sqlx::raw_sql(ROOMS_SCHEMA).execute(&pool).await?;
-            Pool::Sqlite(pool)
+            // The same file (in WAL mode, set above), token lookups on the
+            // calling thread: a handshake that misses the cache waits a few
+            // microseconds for SQLite instead of a round trip to sqlx's thread.
+            let tokens = RusqliteTokenStore::<ChatUser>::new(file, users);
+            tokens.migrate().await?;
+            (Pool::Sqlite(pool), Tokens::Sqlite(tokens))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool =
                 PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(3)).connect(url).await?;
@@ -134,17 +215,22 @@ impl Db {
             sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut *tx).await?;
             sqlx::raw_sql(ROOMS_SCHEMA).execute(&mut *tx).await?;
             tx.commit().await?;
-            Pool::Postgres(pool)
+            let tokens = SqlTokenStore::<ChatUser>::new(pool.clone(), users);
+            tokens.migrate().await?;
+            (Pool::Postgres(pool), Tokens::Postgres(tokens))
         } else {
             return Err(format!("unsupported database URL {url:?}: use sqlite://FILE or postgres://...").into());
         };
-        let users = UsersTable::new("chat_users")?.active_column("is_active")?;
-        let tokens = match &pool {
-            Pool::Sqlite(p) => SqlTokenStore::new(p.clone(), users),
-            Pool::Postgres(p) => SqlTokenStore::new(p.clone(), users),
-        };
-        tokens.migrate().await?;
         Ok(Self { pool, tokens })
+    }
+
+    /// Closes the pool and the token store's own connections: every later
+    /// query fails as in an outage.
+    pub async fn close(&self) {
+        with_pool!(&self.pool, p => p.close().await);
+        if let Tokens::Sqlite(store) = &self.tokens {
+            store.close();
+        }
     }
 
     /// Every room, by id.

@@ -1,7 +1,7 @@
 //! multichat: the showcase of ws-token-auth. A chat server that speaks the
 //! protocol of the classic Django Channels "multichat" example
 //! (`docs/PROTOCOL.md`), so its web and Android clients work unchanged, with
-//! the handshake authenticated by `TokenAuthLayer` over `SqlTokenStore`, and
+//! the handshake authenticated by `TokenAuthLayer` over the crate's SQL stores, and
 //! every token change made through one `Lifecycle`.
 //!
 //! ```sh
@@ -32,10 +32,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ws_token_auth::live::redis::RevocationBus;
-use ws_token_auth::store::SqlTokenStore;
 use ws_token_auth::{Lifecycle, ManageTokens, OriginPolicy, Token};
 
-use self::db::{ChatUser, Db, Error, hash_password};
+use self::db::{ChatUser, Db, Error, Tokens, hash_password};
 use self::limits::Limits;
 
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
@@ -272,11 +271,7 @@ pub async fn main(args: Vec<String>) -> ExitCode {
 /// The lifecycle of a one-off command: the token table, and with
 /// `--redis-url` the bus, so that every `serve` process hears the change at
 /// once (else they notice at their next revalidation).
-async fn lifecycle(
-    db: &Db,
-    redis_url: Option<&str>,
-    database_url: &str,
-) -> Result<Lifecycle<SqlTokenStore<ChatUser>>, Error> {
+async fn lifecycle(db: &Db, redis_url: Option<&str>, database_url: &str) -> Result<Lifecycle<Tokens>, Error> {
     let lifecycle = Lifecycle::new(Arc::new(db.tokens.clone()));
     match redis_url {
         Some(redis_url) => {

@@ -138,10 +138,7 @@ async fn a_store_outage_during_a_refresh_is_reported_and_changes_nothing() {
     let chat = chat_with_default_warning().await;
     let mut socket = chat.socket(&chat.token(chat.alice, None).await).await;
     let fresh = chat.token(chat.alice, None).await; // never looked up: not in the cache
-    match &chat.app.db.pool {
-        multichat::db::Pool::Sqlite(p) => p.close().await,
-        multichat::db::Pool::Postgres(p) => p.close().await,
-    }
+    chat.app.db.close().await;
     assert_eq!(refresh(&mut socket, &fresh).await, json!({"error": "UNAVAILABLE"}));
     assert!(joins(&mut socket).await, "still open");
 }

@@ -362,10 +362,7 @@ async fn expired_token_closes_with_4401(backend: Backend) {
 async fn store_outage_is_503(backend: Backend) {
     let server = start(backend, true).await;
     let (_, token) = server.user("alice", false).await;
-    match &server.app.db.pool {
-        multichat::db::Pool::Sqlite(p) => p.close().await,
-        multichat::db::Pool::Postgres(p) => p.close().await,
-    }
+    server.app.db.close().await;
     assert_eq!(server.status(&[("cookie", &format!("key={token}"))]).await, StatusCode::SERVICE_UNAVAILABLE);
 }
 
