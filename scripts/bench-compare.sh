@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side end-to-end figures on this machine, one run, servers alternated:
-#   ours    the multichat app (axum + TokenAuthLayer + SqlTokenStore on SQLite)
+#   ours    the multichat app (its accept loop + the library's Acceptor + RusqliteTokenStore on SQLite)
 #   noauth  the same chat with no authentication at all (`serve --insecure-no-auth`): the ceiling
 #   base    another build of the app (BASE=<path to its multichat binary>): what a change costs
 #   lean    tools/leanchat: the same protocol with no auth and no database, written apart: the honest ceiling
@@ -13,6 +13,9 @@
 #              HOLD=10000 PEER_HOLD=2000 STORM=2000 SERVERS="ours noauth daphne uvicorn" OUT=<file>
 #              BASE=<binary> (server "base"); HOLD_SERVERS, STORM_SERVERS: which servers the hold and storm
 #              runs take (default: all of SERVERS; "" for none)
+#              COLD=150000: tokens seeded for the cold handshake rounds (`loadgen handshake --cold`: every token
+#              used once per server process, so each handshake of ours misses the cache and looks its token up in
+#              SQLite); COLD_SERVERS="ours base lean" which servers run them (those in SERVERS; "" for none)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEER="${PEER:-$ROOT/../shared/peers/django_multichat}"
@@ -31,8 +34,13 @@ M="$ROOT/target/release/multichat"
 L="$ROOT/target/release/loadgen"
 LEAN="$ROOT/target/release/leanchat"
 
+COLD="${COLD:-150000}" COLD_SERVERS="${COLD_SERVERS-ours base lean}"
 echo "== seeding $((HOLD + 101)) users for ours" >&2
 "$M" --database-url "sqlite://$WORK/ours.db" seed-users --count $((HOLD + 101)) > "$WORK/ours-tokens.txt"
+if [ -n "$COLD_SERVERS" ]; then
+  echo "== seeding $COLD users for the cold rounds" >&2
+  "$M" --database-url "sqlite://$WORK/cold.db" seed-users --count "$COLD" > "$WORK/cold-tokens.txt"
+fi
 export VENV="${VENV:-/tmp/peer/venv}" DB_PATH="$WORK/peer.sqlite3" TOKENS="$WORK/peer-tokens.txt"
 if [[ " $SERVERS " == *" daphne "* || " $SERVERS " == *" uvicorn "* ]]; then
   [ -d "$PEER" ] || { echo "the Django peer is not at $PEER: set PEER, or SERVERS=\"ours noauth\"" >&2; exit 1; }
@@ -41,8 +49,8 @@ if [[ " $SERVERS " == *" daphne "* || " $SERVERS " == *" uvicorn "* ]]; then
 fi
 
 PID=""
-start() { # NAME NOTIFY(1|0)
-  local name="$1" notify="$2"
+start() { # NAME NOTIFY(1|0) [DATABASE (ours|cold)]
+  local name="$1" notify="$2" db="${3:-ours}"
   case "$name" in
     ours|noauth|base)
       # Open WebSockets count against --max-connections: room for the held ones and the probes.
@@ -50,15 +58,15 @@ start() { # NAME NOTIFY(1|0)
       [ "$name" = noauth ] && extra+=(--insecure-no-auth)
       [ "$name" = base ] && bin="${BASE:?set BASE to the multichat binary of the other build}"
       [ "$notify" = 0 ] && extra+=(--no-notices)
-      "$bin" --database-url "sqlite://$WORK/ours.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
+      "$bin" --database-url "sqlite://$WORK/$db.db" serve --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
       PID=$!
-      TOKEN_FILE="$WORK/ours-tokens.txt" ;;
+      TOKEN_FILE="$WORK/$db-tokens.txt" ;;
     lean)
       local extra=()
       [ "$notify" = 0 ] && extra+=(--no-notices)
       "$LEAN" --bind "127.0.0.1:$PORT" "${extra[@]}" >/dev/null 2>"$WORK/$name.log" &
       PID=$!
-      TOKEN_FILE="$WORK/ours-tokens.txt" ;;
+      TOKEN_FILE="$WORK/$db-tokens.txt" ;;
     daphne|uvicorn)
       (cd "$PEER" && PORT="$PORT" SERVER="$name" N="$PEER_HOLD" NOTIFY="$notify" exec ./run.sh) >/dev/null 2>"$WORK/$name.log" &
       PID=$!
@@ -76,11 +84,16 @@ stop() {
   wait "$PID" 2>/dev/null || true
   PORT=$((PORT + 1)) # a fresh port: no TIME_WAIT or leftover listener in the way
 }
-run() { # ROUND NAME MODE ARGS...
+run() { # ROUND NAME MODE ARGS...   (MODE cold: a handshake run with --cold, reported as mode=cold)
   local round="$1" name="$2" mode="$3"
   shift 3
   local line
-  line="$("$L" "$mode" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=$mode failed=1")"
+  if [ "$mode" = cold ]; then
+    line="$("$L" handshake --cold --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=handshake failed=1")"
+    line="${line/mode=handshake/mode=cold}"
+  else
+    line="$("$L" "$mode" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=$mode failed=1")"
+  fi
   echo "round=$round server=$name threads=2 $line" | tee -a "$OUT"
 }
 
@@ -92,6 +105,9 @@ for round in $(seq 1 "$ROUNDS"); do
     start "$name" 1; run "$round" "$name" handshake --workers "$WORKERS" --seconds "$HANDSHAKE_SECONDS"; stop
     messages="$MESSAGES"; [[ "$name" == daphne || "$name" == uvicorn ]] && messages="$PEER_MESSAGES"
     start "$name" 1; run "$round" "$name" fanout --receivers "$RECEIVERS" --messages "$messages"; stop
+    if [[ " $COLD_SERVERS " == *" $name "* ]]; then
+      start "$name" 1 cold; run "$round" "$name" cold --workers "$WORKERS" --seconds "$HANDSHAKE_SECONDS"; stop
+    fi
   done
 done
 for name in ${HOLD_SERVERS-${servers[@]}}; do

@@ -20,8 +20,15 @@ def figure(mode, key):
 def mmm(values):
     return f"{min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}"
 
-for mode, key, label in [("handshake", "cycles_per_s", "handshake cycles/s"), ("fanout", "deliveries_per_s", "fan-out deliveries/s")]:
+figures = [
+    ("handshake", "cycles_per_s", "handshake cycles/s"),
+    ("cold", "cycles_per_s", "handshake cycles/s, every token cold"),
+    ("fanout", "deliveries_per_s", "fan-out deliveries/s"),
+]
+for mode, key, label in figures:
     by = figure(mode, key)
+    if not by:
+        continue
     servers = sorted({s for r in by.values() for s in r})
     print(f"\n{label} (min / median / max over {len(by)} rounds)")
     for s in servers:
