@@ -17,6 +17,9 @@ def figure(mode, key):
             by[r["round"]][r["server"]] = float(r[key])
     return by
 
+def spread(values):
+    return [min(values), statistics.median(values), max(values)]
+
 def mmm(values):
     return f"{min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}"
 
@@ -46,6 +49,18 @@ for mode, key, label in figures:
             p99 = [float(r["p99_ms"]) for r in rows if r.get("mode") == "fanout" and r["server"] == s]
             p50 = [float(r["p50_ms"]) for r in rows if r.get("mode") == "fanout" and r["server"] == s]
             print(f"  {s:8} delivery latency p50 {statistics.median(p50):.1f} ms, p99 {statistics.median(p99):.1f} ms (medians)")
+storms = figure("storm", "all_joined_seconds")
+if storms:
+    print(f"\njoin storm, seconds until all joined (min / median / max over {len(storms)} rounds)")
+    for s in sorted({s for r in storms.values() for s in r}):
+        print(f"  {s:8} " + " / ".join(f"{v:.3f}" for v in spread([r[s] for r in storms.values() if s in r])))
+    for num, den in [("ours", "lean"), ("ours", "noauth"), ("ours", "base")]:
+        ratios = [r[num] / r[den] for r in storms.values() if num in r and den in r and r[den] > 0]
+        if ratios:
+            print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x the time (per-round ratios)")
+    for r in rows:
+        if r.get("mode") == "storm" and r.get("notices") != r.get("expected"):
+            print(f"  notices missing: {r['round']} {r['server']} {r.get('notices')} of {r.get('expected')}")
 for r in rows:
     if r.get("mode") in ("hold", "storm"):
         print(" ".join(f"{k}={v}" for k, v in r.items()))

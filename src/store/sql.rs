@@ -14,7 +14,9 @@
 //! pool's options): sqlx runs each SQLite connection on its own thread, and a
 //! query through the pool costs two round trips to it where one of these
 //! costs one. Everything else goes through the pool; on PostgreSQL,
-//! everything does.
+//! everything does. That round trip is still most of a lookup: for an
+//! SQLite-only app, `RusqliteTokenStore` (feature `rusqlite`) keeps the same
+//! tables and looks tokens up on the calling thread instead.
 //!
 //! Locking a user out ([`ManageTokens::lock_user`]) sets the users table's
 //! activity column to false (and letting them in, to true): configure it with
