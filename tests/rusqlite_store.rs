@@ -4,6 +4,7 @@
 //! thread, and errors are sorted into outage and refusal.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,31 @@ async fn a_lookup_that_meets_a_lock_waits_off_the_calling_thread() {
     // Waiting on the calling thread would stop it for the store's busy wait (5 s).
     let longest_gap = *longest_gap.lock().unwrap();
     assert!(longest_gap < Duration::from_secs(1), "the runtime's only thread stopped for {longest_gap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_is_set_up_before_use_and_a_failed_setup_fails_the_call() {
+    let (file, _pool) = database("WAL").await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let store = RusqliteTokenStore::<ChatUser>::new(&file, users()).on_connect({
+        let opened = Arc::clone(&opened);
+        move |db| {
+            opened.fetch_add(1, Ordering::SeqCst);
+            db.pragma_update(None, "synchronous", "NORMAL")
+        }
+    });
+    store.migrate().await.unwrap(); // the writer
+    let token = store.issue(&alice(), None).await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "one writer, kept");
+    assert!(store.authenticate(&token).await.unwrap().is_some());
+    assert!(store.authenticate(&token).await.unwrap().is_some());
+    let after_lookups = opened.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&after_lookups), "a reader or two, kept: {after_lookups}");
+
+    let refusing = RusqliteTokenStore::<ChatUser>::new(&file, users())
+        .on_connect(|db| db.execute_batch("PRAGMA no_such_thing; SELECT * FROM no_such_table"));
+    assert!(matches!(refusing.authenticate(&token).await, Err(StoreError::Backend(_))), "never an answer");
+    assert!(matches!(refusing.issue(&alice(), None).await, Err(StoreError::Backend(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

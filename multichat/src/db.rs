@@ -202,7 +202,9 @@ impl Db {
             // The same file (in WAL mode, set above), token lookups on the
             // calling thread: a handshake that misses the cache waits a few
             // microseconds for SQLite instead of a round trip to sqlx's thread.
-            let tokens = RusqliteTokenStore::<ChatUser>::new(file, users);
+            // Its connections sync as the pool's do (NORMAL in WAL mode).
+            let tokens = RusqliteTokenStore::<ChatUser>::new(file, users)
+                .on_connect(|db| db.pragma_update(None, "synchronous", "NORMAL"));
             tokens.migrate().await?;
             (Pool::Sqlite(pool), Tokens::Sqlite(tokens))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

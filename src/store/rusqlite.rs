@@ -57,10 +57,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{ErrorCode, OpenFlags, params};
 use subtle::ConstantTimeEq;
 
-pub use rusqlite::{Error, Row};
+pub use rusqlite::{Connection, Error, Row};
 
 use super::table::{Tables, from_unix_millis, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId, UsersTable};
@@ -151,9 +151,35 @@ impl<U: RusqliteUser> RusqliteTokenStore<U> {
         Self {
             tables: Arc::new(Tables::new(users)),
             sliding: None,
-            connections: Arc::new(Connections::new(path.as_ref().to_owned())),
+            connections: Arc::new(Connections::new(path.as_ref().to_owned(), None)),
             _user: PhantomData,
         }
+    }
+
+    /// Runs `setup` on every connection the store opens, before its first
+    /// use: per-connection settings such as `PRAGMA synchronous` (SQLite's
+    /// default, `FULL`, syncs every write to disk; `NORMAL` in WAL mode is
+    /// faster and can lose the last writes, a revocation among them, on a
+    /// power cut), `cache_size` or `mmap_size`. A setup that fails fails the
+    /// call that opened the connection.
+    ///
+    /// ```
+    /// # use ws_token_auth::store::{UsersTable, rusqlite::RusqliteTokenStore};
+    /// # #[derive(Clone)] struct User { id: i64 }
+    /// # impl ws_token_auth::TokenUser for User { type Id = i64; fn id(&self) -> i64 { self.id } }
+    /// # impl ws_token_auth::store::rusqlite::RusqliteUser for User {
+    /// #     fn from_row(row: &ws_token_auth::store::rusqlite::Row<'_>) -> Result<Self, ws_token_auth::store::rusqlite::Error> { Ok(Self { id: row.get("id")? }) }
+    /// # }
+    /// let store = RusqliteTokenStore::<User>::new("app.db", UsersTable::new("users")?)
+    ///     .on_connect(|db| db.pragma_update(None, "synchronous", "NORMAL"));
+    /// # let _ = store;
+    /// # Ok::<(), ws_token_auth::store::InvalidIdentifier>(())
+    /// ```
+    #[must_use]
+    pub fn on_connect(mut self, setup: impl Fn(&Connection) -> Result<(), Error> + Send + Sync + 'static) -> Self {
+        let path = self.connections.path.clone();
+        self.connections = Arc::new(Connections::new(path, Some(Box::new(setup))));
+        self
     }
 
     /// Gives the tokens this store issues a sliding expiry; see
@@ -310,6 +336,7 @@ impl<U: RusqliteUser> RusqliteTokenStore<U> {
 /// pool.
 struct Connections {
     path: PathBuf,
+    setup: Option<Setup>,
     /// Lookups on the calling thread; as many as cores (2 to 8), each held
     /// for one lookup of a few microseconds.
     readers: Box<[Mutex<Option<Connection>>]>,
@@ -318,11 +345,15 @@ struct Connections {
     closed: AtomicBool,
 }
 
+/// What [`RusqliteTokenStore::on_connect`] runs on each new connection.
+type Setup = Box<dyn Fn(&Connection) -> Result<(), Error> + Send + Sync>;
+
 impl Connections {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, setup: Option<Setup>) -> Self {
         let count = std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8);
         Self {
             path,
+            setup,
             readers: (0..count).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             writer: Mutex::new(None),
@@ -344,6 +375,9 @@ impl Connections {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let db = Connection::open_with_flags(&self.path, flags)?;
         db.busy_timeout(busy)?;
+        if let Some(setup) = &self.setup {
+            setup(&db)?;
+        }
         Ok(db)
     }
 
