@@ -97,6 +97,27 @@ async fn reads_and_writes_the_same_tables_as_the_sqlx_store() {
     assert!(sqlx.authenticate(&by_sqlx).await.unwrap().is_none(), "locked out through the other store");
 }
 
+/// A row with the token's id but another digest is not the token's, in
+/// either SQL store (the id is no secret; the digest decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_with_the_token_s_id_and_another_digest_authenticates_nobody() {
+    let (file, pool) = database("WAL").await;
+    let inline = RusqliteTokenStore::<ChatUser>::new(&file, users());
+    inline.migrate().await.unwrap();
+    let token = Token::generate();
+    let mut other = token.digest().to_vec();
+    other[0] ^= 1;
+    sqlx::query("INSERT INTO ws_auth_tokens (token_id, digest, user_id, created_at) VALUES ($1, $2, 1, 0)")
+        .bind(token.id().to_string())
+        .bind(other)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(inline.authenticate(&token).await.unwrap().is_none());
+    let sqlx = SqlTokenStore::<ChatUser>::new(pool, users());
+    assert!(sqlx.authenticate(&token).await.unwrap().is_none());
+}
+
 /// A lookup that meets a lock moves off the calling thread: on a runtime of
 /// one thread, another task keeps running while it waits, and it answers once
 /// the lock is gone.

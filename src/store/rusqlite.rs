@@ -58,11 +58,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rusqlite::{ErrorCode, OpenFlags, params};
-use subtle::ConstantTimeEq;
 
 pub use rusqlite::{Connection, Error, Row};
 
-use super::table::{Tables, from_unix_millis, settle, unix_millis};
+use super::table::{Found, Tables, found, is_token_row, lookup_connections, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId, UsersTable};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
@@ -350,7 +349,7 @@ type Setup = Box<dyn Fn(&Connection) -> Result<(), Error> + Send + Sync>;
 
 impl Connections {
     fn new(path: PathBuf, setup: Option<Setup>) -> Self {
-        let count = std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8);
+        let count = lookup_connections();
         Self {
             path,
             setup,
@@ -411,20 +410,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A found token: its answer and when it was issued.
-type Found<U> = Option<(Authenticated<U>, SystemTime)>;
-
-/// The row of `token` (digests compared in constant time), on `db`.
+/// The row of `token` among those sharing its id, on `db`.
 fn find<U: RusqliteUser>(db: &Connection, sql: &str, token: &Token) -> Result<Found<U>, Error> {
     let mut statement = db.prepare_cached(sql)?;
     let mut rows = statement.query([token.id().to_string()])?;
     while let Some(row) = rows.next()? {
-        let digest = row.get_ref("ws_token_digest")?.as_blob()?;
-        if bool::from(digest.ct_eq(token.digest())) {
+        if is_token_row(row.get_ref("ws_token_digest")?.as_blob()?, token) {
             let expires_at: Option<i64> = row.get("ws_token_expires_at")?;
             let created_at: i64 = row.get("ws_token_created_at")?;
-            let found = Authenticated::new(U::from_row(row)?).with_expiry(expires_at.map(from_unix_millis));
-            return Ok(Some((found, from_unix_millis(created_at))));
+            return Ok(found(U::from_row(row)?, expires_at, created_at));
         }
     }
     Ok(None)

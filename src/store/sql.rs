@@ -55,10 +55,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use subtle::ConstantTimeEq;
 
 pub use super::table::{DEFAULT_TOKENS_TABLE, InvalidIdentifier, UsersTable};
-use super::table::{Tables, from_unix_millis, settle, unix_millis};
+use super::table::{Found, Tables, found, is_token_row, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::ticket::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
@@ -379,9 +378,8 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
     }
 }
 
-/// The row of `token` among those sharing its id (digests compared in
-/// constant time): its answer and when it was issued.
-fn pick<U, R>(rows: &[R], token: &Token) -> Result<Option<(Authenticated<U>, SystemTime)>, StoreError>
+/// The row of `token` among those sharing its id.
+fn pick<U, R>(rows: &[R], token: &Token) -> Result<Found<U>, StoreError>
 where
     R: Row,
     U: for<'r> FromRow<'r, R>,
@@ -392,12 +390,10 @@ where
 {
     for row in rows {
         let digest: Vec<u8> = row.try_get("ws_token_digest").map_err(store_error)?;
-        if bool::from(digest.as_slice().ct_eq(token.digest())) {
+        if is_token_row(&digest, token) {
             let expires_at: Option<i64> = row.try_get("ws_token_expires_at").map_err(store_error)?;
             let created_at: i64 = row.try_get("ws_token_created_at").map_err(store_error)?;
-            let user = U::from_row(row).map_err(store_error)?;
-            let found = Authenticated::new(user).with_expiry(expires_at.map(from_unix_millis));
-            return Ok(Some((found, from_unix_millis(created_at))));
+            return Ok(found(U::from_row(row).map_err(store_error)?, expires_at, created_at));
         }
     }
     Ok(None)

@@ -8,7 +8,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use subtle::ConstantTimeEq;
+
 use super::{Authenticated, SlidingExpiry, StoreError};
+use crate::token::Token;
 
 /// An SQL identifier was refused: only `[A-Za-z_][A-Za-z0-9_]*` (at most 63
 /// bytes) is accepted, so names can be put into queries safely.
@@ -175,12 +178,36 @@ impl Tables {
     }
 }
 
+/// How many connections an SQL store keeps for its token lookups: one per
+/// core, 2 to 8.
+#[cfg(any(feature = "sqlite", feature = "rusqlite"))]
+pub(crate) fn lookup_connections() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8)
+}
+
+/// A token's row as a store found it: its answer and when it was issued.
+pub(crate) type Found<U> = Option<(Authenticated<U>, SystemTime)>;
+
+/// Whether the row holding `digest` is `token`'s. Rows are looked up by the
+/// token's id, which is no secret; the digest decides, compared in constant
+/// time.
+pub(crate) fn is_token_row(digest: &[u8], token: &Token) -> bool {
+    bool::from(digest.ct_eq(token.digest()))
+}
+
+/// The answer of `token`'s row: its user, and its `expires_at` and
+/// `created_at` columns as stored.
+pub(crate) fn found<U>(user: U, expires_at: Option<i64>, created_at: i64) -> Found<U> {
+    let answer = Authenticated::new(user).with_expiry(expires_at.map(from_unix_millis));
+    Some((answer, from_unix_millis(created_at)))
+}
+
 /// What a store answers for the row it found (the answer and the token's
 /// issue time) at `now`: nothing for an expired token; with a sliding
 /// expiry, the new expiry to write (in unix milliseconds), already in the
 /// answer as it will be stored.
 pub(crate) fn settle<U>(
-    found: Option<(Authenticated<U>, SystemTime)>,
+    found: Found<U>,
     sliding: Option<SlidingExpiry>,
     now: SystemTime,
 ) -> Option<(Authenticated<U>, Option<i64>)> {
@@ -220,5 +247,16 @@ mod tests {
         let long = "t".repeat(56);
         assert!(plain.clone().with_tokens_table(&long).is_err(), "its tickets table would pass 63 bytes");
         assert!(plain.with_tokens_table("a-b").is_err());
+    }
+
+    #[test]
+    fn only_the_token_s_own_digest_makes_its_row() {
+        let token = Token::generate();
+        assert!(is_token_row(token.digest(), &token));
+        let mut other = *token.digest();
+        other[31] ^= 1;
+        assert!(!is_token_row(&other, &token), "same id, another digest");
+        assert!(!is_token_row(&token.digest()[..31], &token), "a shorter digest");
+        assert!(!is_token_row(Token::generate().digest(), &token));
     }
 }

@@ -29,7 +29,7 @@ impl std::fmt::Debug for Readers {
 impl Readers {
     /// Room for as many connections as the machine has cores (2 to 8).
     pub(super) fn for_this_machine() -> Self {
-        let count = std::thread::available_parallelism().map_or(2, usize::from).clamp(2, 8);
+        let count = crate::store::table::lookup_connections();
         Self { slots: (0..count).map(|_| Mutex::new(None)).collect(), next: AtomicUsize::new(0) }
     }
 
