@@ -87,13 +87,10 @@ stop() {
 run() { # ROUND NAME MODE ARGS...   (MODE cold: a handshake run with --cold, reported as mode=cold)
   local round="$1" name="$2" mode="$3"
   shift 3
-  local line
-  if [ "$mode" = cold ]; then
-    line="$("$L" handshake --cold --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=handshake failed=1")"
-    line="${line/mode=handshake/mode=cold}"
-  else
-    line="$("$L" "$mode" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=$mode failed=1")"
-  fi
+  local line loadgen=("$mode")
+  [ "$mode" = cold ] && loadgen=(handshake --cold)
+  line="$("$L" "${loadgen[@]}" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=${loadgen[0]} failed=1")"
+  [ "$mode" = cold ] && line="${line/mode=handshake/mode=cold}"
   echo "round=$round server=$name threads=2 $line" | tee -a "$OUT"
 }
 
