@@ -1,23 +1,24 @@
 //! The chat core: rooms, membership, commands and fan-out, per PROTOCOL.md.
 //!
-//! Each socket has an outgoing queue bounded in bytes, drained by its own
-//! writer task.
+//! Each socket has an outgoing queue bounded in bytes (`outbox.rs`), drained
+//! a batch at a time by its own writer task.
 //! Room frames are serialized once and shared by every receiver (a
 //! `Utf8Bytes` clone is a reference count). Nothing awaits while a room's
-//! lock is held: queues are fed with `try_send`, and a client whose queue is
-//! full is kicked (its socket closes, it leaves its rooms) instead of
-//! stalling the room.
+//! lock is held: a push never waits, and a client whose queue is full is
+//! kicked (its socket closes, it leaves its rooms) instead of stalling the
+//! room.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -26,6 +27,7 @@ use ws_token_auth::{AuthenticatedUser, Authenticator, Rejection};
 
 use super::api::Store;
 use super::db::{ChatUser, RoomRow};
+use super::outbox::{Close, Outbox, Then};
 use super::protocol::{self, Command, Malformed};
 use super::relay::Relayed;
 
@@ -91,53 +93,16 @@ impl Members {
         self.pending.remove(&id);
     }
 
-    fn push_all(&self, frame: &Outgoing, skip: Option<u64>) {
-        self.active.iter().filter(|(id, _)| Some(**id) != skip).for_each(|(_, m)| m.push(frame.clone()));
-    }
-}
-
-/// A socket in a room: where to send its frames, how to kick it.
-#[derive(Debug, Clone)]
-struct Member {
-    queue: mpsc::UnboundedSender<Outgoing>,
-    lane: Arc<Lane>,
-}
-
-/// What the room side and the writer share about one socket's queue.
-#[derive(Debug, Default)]
-struct Lane {
-    /// Bytes queued and not yet written.
-    queued: AtomicUsize,
-    kick: Notify,
-}
-
-impl Member {
-    /// Queues a frame; a client with more than [`QUEUE_BYTES`] waiting is kicked.
-    fn push(&self, frame: Outgoing) {
-        let len = frame.len();
-        if self.lane.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
-            self.lane.queued.fetch_sub(len, Ordering::Relaxed);
-            self.lane.kick.notify_one();
-        } else if self.queue.send(frame).is_err() {
-            self.lane.queued.fetch_sub(len, Ordering::Relaxed); // the socket is ending
+    fn push_all(&self, frame: &Utf8Bytes, skip: Option<u64>) {
+        for (_, member) in self.active.iter().filter(|(id, _)| Some(**id) != skip) {
+            // A full queue kicks its socket; a closing one takes nothing more.
+            member.push(frame.clone());
         }
     }
 }
 
-#[derive(Debug, Clone)]
-enum Outgoing {
-    Text(Utf8Bytes),
-    Close(u16, &'static str),
-}
-
-impl Outgoing {
-    fn len(&self) -> usize {
-        match self {
-            Self::Text(text) => text.len(),
-            Self::Close(..) => 0,
-        }
-    }
-}
+/// A socket in a room: its queue, which is also how to kick it.
+type Member = Arc<Outbox>;
 
 impl Hub {
     /// A hub over the database's rooms; `notices` sends enter/leave notices;
@@ -157,14 +122,14 @@ impl Hub {
     /// Sends a room frame to the room's members but `skip`: through the relay
     /// when there is one, else straight to this process's members (whose lock
     /// the caller holds).
-    fn broadcast(&self, room: &Room, members: &Members, frame: Outgoing, skip: Option<u64>) {
-        match (&self.relay, frame) {
-            (Some(relay), Outgoing::Text(text)) => {
-                let relayed = Relayed { room: room.id.clone(), skip, frame: Some(text), join: false };
+    fn broadcast(&self, room: &Room, members: &Members, frame: Utf8Bytes, skip: Option<u64>) {
+        match &self.relay {
+            Some(relay) => {
+                let relayed = Relayed { room: room.id.clone(), skip, frame: Some(frame), join: false };
                 // The receiving task lives as long as the process.
                 let _ = relay.send(relayed);
             }
-            (_, frame) => members.push_all(&frame, skip),
+            None => members.push_all(&frame, skip),
         }
     }
 
@@ -175,7 +140,7 @@ impl Hub {
         if let Some(room) = self.rooms.get(room) {
             let mut members = lock(&room.members);
             if let Some(frame) = frame {
-                members.push_all(&Outgoing::Text(frame), skip);
+                members.push_all(&frame, skip);
             }
             if let (true, Some(id)) = (join, skip) {
                 if let Some(member) = members.pending.remove(&id) {
@@ -211,15 +176,9 @@ impl Hub {
         K: Send + 'static,
     {
         let (sink, stream) = socket.split();
-        let (queue, outgoing) = mpsc::unbounded_channel::<Outgoing>();
-        let lane = Arc::new(Lane::default());
-        let writer = tokio::spawn(write_all(sink, outgoing, Arc::clone(&lane)));
-        let conn = Conn {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            me: Member { queue, lane },
-            user,
-            joined: Vec::new(),
-        };
+        let outbox = Arc::new(Outbox::new(QUEUE_BYTES));
+        let writer = tokio::spawn(write_all(sink, Arc::clone(&outbox)));
+        let conn = Conn { id: self.next_id.fetch_add(1, Ordering::Relaxed), me: outbox, user, joined: Vec::new() };
         self.read_all(stream, conn, watch, auth, writer, keep)
     }
 
@@ -234,7 +193,7 @@ impl Hub {
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let lane = Arc::clone(&conn.me.lane);
+        let outbox = Arc::clone(&conn.me);
         loop {
             tokio::select! {
                 biased;
@@ -243,12 +202,12 @@ impl Hub {
                         conn.me.push(frame(&json!({"auth": "expiring", "expires_in": whole_seconds(expires_in)})));
                     }
                     Signal::Close(reason) => {
-                        conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
+                        conn.me.close((reason.code(), reason.as_str()));
                         break;
                     }
                     _ => {}
                 },
-                () = lane.kick.notified() => break,
+                () = outbox.kicked() => break,
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         let (command, revoked) = (protocol::parse(&text), watch.reason());
@@ -256,7 +215,7 @@ impl Hub {
                             // Boxed: a rare, larger future need not enlarge every socket's task.
                             Box::pin(conn.refresh(&auth, &mut watch, token)).await;
                         } else if let Err(reason) = conn.handle(&self, command, revoked) {
-                            conn.me.push(Outgoing::Close(reason.code(), reason.as_str()));
+                            conn.me.close((reason.code(), reason.as_str()));
                             break;
                         }
                     }
@@ -265,7 +224,7 @@ impl Hub {
                     Some(Ok(_)) => {} // ping and pong: answered by the library
                     Some(Err(error)) => {
                         if let Some(close) = close_for(error) {
-                            conn.me.push(close);
+                            conn.me.close(close);
                         }
                         break;
                     }
@@ -273,7 +232,7 @@ impl Hub {
             }
         }
         self.leave_all(&mut conn);
-        drop(conn); // the last sender: the writer drains the queue, then ends
+        drop(conn); // ends the queue: the writer sends what is left, then ends
         // Bounded: a client that reads nothing cannot keep its connection.
         if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
             writer.abort();
@@ -302,51 +261,71 @@ impl Hub {
 /// the queue ends, a close is sent, or a write misses its deadline.
 async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-    written: Arc<Lane>,
+    outbox: Arc<Outbox>,
 ) {
-    while let Some(first) = outgoing.recv().await {
-        let mut batch = Some(first);
-        let mut closing = false;
-        let sent = tokio::time::timeout(WRITE_DEADLINE, async {
-            while let Some(frame) = batch.take() {
-                written.queued.fetch_sub(frame.len(), Ordering::Relaxed);
-                let message = match frame {
-                    Outgoing::Text(text) => Message::Text(text),
-                    Outgoing::Close(code, reason) => {
-                        closing = true;
-                        Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))
-                    }
-                };
-                sink.feed(message).await?;
-                if closing {
-                    break;
-                }
-                batch = outgoing.try_recv().ok();
+    let mut batch = VecDeque::new();
+    loop {
+        let then = outbox.take(&mut batch).await;
+        let mut bytes = 0;
+        // A client that reads nothing fills the kernel's buffer and then the
+        // write waits: past the deadline, drop it.
+        let sent = within(WRITE_DEADLINE, async {
+            for text in batch.drain(..) {
+                bytes += text.len();
+                sink.feed(Message::Text(text)).await?;
+            }
+            if let Then::Close((code, reason)) = then {
+                sink.feed(Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))).await?;
             }
             sink.flush().await
         })
         .await;
-        // A client that reads nothing fills the kernel's buffer and then the
-        // write waits: past the deadline, drop it.
-        if closing || !matches!(sent, Ok(Ok(()))) {
-            if !closing {
-                written.kick.notify_one();
+        outbox.written(bytes);
+        match (then, sent) {
+            (Then::More, Some(Ok(()))) => {}
+            (Then::More, _) => {
+                outbox.kick();
+                break;
             }
-            break;
+            _ => break,
         }
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
+/// Runs `work` to its end, or gives up (`None`) once it has waited `limit`
+/// since it first had to wait. The clock is only read, and a timer only set,
+/// when the work waits: most batches go out at once, and a timer per batch
+/// cost a join storm's writers a clock read and a shared handle each.
+async fn within<F: std::future::Future>(limit: Duration, work: F) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        let deadline = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        deadline.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// One socket's state, owned by its reader.
 struct Conn {
     id: u64,
+    /// Its queue, also a member of every room it joined.
     me: Member,
     user: AuthenticatedUser<ChatUser>,
     /// The rooms joined: a few at most, so a list (smaller than a set, for
     /// every open socket).
     joined: Vec<String>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // However the socket ends, even with its reader dropped mid-way.
+        self.me.end();
+    }
 }
 
 impl Conn {
@@ -423,7 +402,7 @@ impl Conn {
             // Sent before the joiner is added, so never to the joiner.
             None => {
                 if let Some(notice) = notice {
-                    members.push_all(&Outgoing::Text(notice), None);
+                    members.push_all(&notice, None);
                 }
                 members.active.insert(self.id, self.me.clone());
             }
@@ -469,8 +448,8 @@ fn whole_seconds(left: Duration) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
-fn frame(value: &Value) -> Outgoing {
-    Outgoing::Text(Utf8Bytes::from(value.to_string()))
+fn frame(value: &Value) -> Utf8Bytes {
+    Utf8Bytes::from(value.to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -483,10 +462,38 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// take one: 1009 for a message or frame over the limits, 1002 for a
 /// WebSocket protocol violation (unmasked client frame, reserved bits,
 /// unknown opcode); none when the connection broke.
-fn close_for(error: WsError) -> Option<Outgoing> {
+fn close_for(error: WsError) -> Option<Close> {
     match error {
-        WsError::Capacity(_) => Some(Outgoing::Close(CLOSE_TOO_BIG, "message too big")),
-        WsError::Protocol(_) => Some(Outgoing::Close(CLOSE_PROTOCOL_ERROR, "protocol error")),
+        WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
+        WsError::Protocol(_) => Some((CLOSE_PROTOCOL_ERROR, "protocol error")),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn within_gives_work_its_time_from_the_first_wait_and_no_more() {
+        // Done at once: no timer at all.
+        assert_eq!(within(Duration::ZERO, async { 7 }).await, Some(7));
+        // Waits, but less than the limit.
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            8
+        };
+        assert_eq!(within(Duration::from_secs(5), slow).await, Some(8));
+        // Never done: given up at the limit, not before and not long after.
+        let started = Instant::now();
+        let given_up = tokio::time::timeout(
+            Duration::from_secs(5),
+            within(Duration::from_millis(100), std::future::pending::<()>()),
+        );
+        assert_eq!(given_up.await.expect("within kept waiting past its limit"), None);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
     }
 }

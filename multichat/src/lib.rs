@@ -23,6 +23,7 @@ pub mod chat;
 pub mod db;
 pub mod limits;
 pub mod logging;
+pub mod outbox;
 pub mod protocol;
 pub mod relay;
 
