@@ -16,6 +16,8 @@
 #              COLD=150000: tokens seeded for the cold handshake rounds (`loadgen handshake --cold`: every token
 #              used once per server process, so each handshake of ours misses the cache and looks its token up in
 #              SQLite); COLD_SERVERS="ours base lean" which servers run them (those in SERVERS; "" for none)
+# The handshake and cold rounds also record the server's own CPU over the run (server_cpu_ms, user + system from
+# /proc) for ours, noauth, base and lean; the summary prints it per cycle.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PEER="${PEER:-$ROOT/../shared/peers/django_multichat}"
@@ -84,14 +86,21 @@ stop() {
   wait "$PID" 2>/dev/null || true
   PORT=$((PORT + 1)) # a fresh port: no TIME_WAIT or leftover listener in the way
 }
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+cpu_ms() { # PID: the process's user + system CPU so far, in ms (from /proc)
+  awk -v tick="$TICK_MS" '{ print ($14 + $15) * tick }' "/proc/$1/stat"
+}
 run() { # ROUND NAME MODE ARGS...   (MODE cold: a handshake run with --cold, reported as mode=cold)
   local round="$1" name="$2" mode="$3"
   shift 3
-  local line loadgen=("$mode")
+  local line loadgen=("$mode") cpu="" before
   [ "$mode" = cold ] && loadgen=(handshake --cold)
+  # The server's own CPU over the run, where PID is the server itself (the peer runs under a script).
+  [[ "$name" =~ ^(ours|noauth|base|lean)$ ]] && before="$(cpu_ms "$PID")"
   line="$("$L" "${loadgen[@]}" --url "ws://127.0.0.1:$PORT/chat/stream/" --tokens "$TOKEN_FILE" "$@" 2>>"$WORK/loadgen.log" || echo "mode=${loadgen[0]} failed=1")"
+  [ -n "${before:-}" ] && cpu=" server_cpu_ms=$(( $(cpu_ms "$PID") - before ))"
   [ "$mode" = cold ] && line="${line/mode=handshake/mode=cold}"
-  echo "round=$round server=$name threads=2 $line" | tee -a "$OUT"
+  echo "round=$round server=$name threads=2 $line$cpu" | tee -a "$OUT"
 }
 
 servers=($SERVERS)

@@ -41,6 +41,20 @@ for mode, key, label in figures:
         ratios = [r[num] / r[den] for r in by.values() if num in r and den in r and r[den] > 0]
         if ratios:
             print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")
+    if mode in ("handshake", "cold"):
+        cpu = defaultdict(dict)
+        for r in rows:
+            if r.get("mode") == mode and "server_cpu_ms" in r and float(r.get("cycles", 0)) > 0:
+                cpu[r["round"]][r["server"]] = float(r["server_cpu_ms"]) * 1000 / float(r["cycles"])
+        if cpu:
+            print(f"  server CPU per cycle, user + system, µs (min / median / max)")
+            for s in sorted({s for r in cpu.values() for s in r}):
+                vals = [r[s] for r in cpu.values() if s in r]
+                print(f"  {s:8} " + " / ".join(f"{v:.1f}" for v in spread(vals)))
+            for num, den in [("ours", "noauth"), ("ours", "base"), ("ours", "lean")]:
+                ratios = [r[num] / r[den] for r in cpu.values() if num in r and den in r and r[den] > 0]
+                if ratios:
+                    print(f"  {num}/{den} CPU: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")
     if mode == "fanout":
         for r in rows:
             if r.get("mode") == "fanout" and r.get("lost", "0") != "0":
