@@ -453,7 +453,7 @@ fn frame(value: &Value) -> Utf8Bytes {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is a few map operations and `try_send`s, which
+    // Every critical section is a few map operations and queue pushes, which
     // leave the map consistent even if a panic interrupted them.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -3,7 +3,11 @@
 use std::process::ExitCode;
 
 /// A server's many small, short-lived allocations (frames, requests, tasks)
-/// cost less in mimalloc than in glibc's malloc (BENCHMARKS.md).
+/// cost less in mimalloc than in glibc's malloc (BENCHMARKS.md). Built
+/// without transparent huge pages (`no_thp`): memory a join storm frees is
+/// purged and faulted in again, and the kernel zeroed a whole 2 MiB page
+/// each time. On a host whose THP setting is `always`, set
+/// `MIMALLOC_ALLOW_THP=0` in the environment as well.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
