@@ -10,12 +10,34 @@ for line in open(sys.argv[1]):
     fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
     rows.append(fields)
 
-def figure(mode, key):
+def figure(mode, value):
+    """{round: {server: value}} over the rows of `mode`; `value` is a field's
+    name, or a function of the row that answers None for a row without it."""
+    get = value if callable(value) else (lambda r: float(r[value]) if value in r else None)
     by = defaultdict(dict)
     for r in rows:
-        if r.get("mode") == mode and key in r:
-            by[r["round"]][r["server"]] = float(r[key])
+        if r.get("mode") == mode and get(r) is not None:
+            by[r["round"]][r["server"]] = get(r)
     return by
+
+def servers_of(by):
+    return sorted({s for r in by.values() for s in r})
+
+def values(by, server):
+    return [r[server] for r in by.values() if server in r]
+
+def print_ratios(by, pairs, what="", unit=""):
+    """num/den within each round, min / median / max, for each pair that ran."""
+    for num, den in pairs:
+        ratios = [r[num] / r[den] for r in by.values() if num in r and den in r and r[den] > 0]
+        if ratios:
+            print(f"  {num}/{den}{what}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x{unit} (per-round ratios)")
+
+def cpu_per_cycle(r):
+    """The server's CPU per cycle in µs, where the run recorded it."""
+    if "server_cpu_ms" in r and float(r.get("cycles", 0)) > 0:
+        return float(r["server_cpu_ms"]) * 1000 / float(r["cycles"])
+    return None
 
 def spread(values):
     return [min(values), statistics.median(values), max(values)]
@@ -32,29 +54,17 @@ for mode, key, label in figures:
     by = figure(mode, key)
     if not by:
         continue
-    servers = sorted({s for r in by.values() for s in r})
+    servers = servers_of(by)
     print(f"\n{label} (min / median / max over {len(by)} rounds)")
     for s in servers:
-        vals = [r[s] for r in by.values() if s in r]
-        print(f"  {s:8} {mmm(vals)}")
-    for num, den in [("ours", "daphne"), ("ours", "uvicorn"), ("ours", "noauth"), ("ours", "base"), ("ours", "lean")]:
-        ratios = [r[num] / r[den] for r in by.values() if num in r and den in r and r[den] > 0]
-        if ratios:
-            print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")
-    if mode in ("handshake", "cold"):
-        cpu = defaultdict(dict)
-        for r in rows:
-            if r.get("mode") == mode and "server_cpu_ms" in r and float(r.get("cycles", 0)) > 0:
-                cpu[r["round"]][r["server"]] = float(r["server_cpu_ms"]) * 1000 / float(r["cycles"])
-        if cpu:
-            print(f"  server CPU per cycle, user + system, µs (min / median / max)")
-            for s in sorted({s for r in cpu.values() for s in r}):
-                vals = [r[s] for r in cpu.values() if s in r]
-                print(f"  {s:8} " + " / ".join(f"{v:.1f}" for v in spread(vals)))
-            for num, den in [("ours", "noauth"), ("ours", "base"), ("ours", "lean")]:
-                ratios = [r[num] / r[den] for r in cpu.values() if num in r and den in r and r[den] > 0]
-                if ratios:
-                    print(f"  {num}/{den} CPU: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x (per-round ratios)")
+        print(f"  {s:8} {mmm(values(by, s))}")
+    print_ratios(by, [("ours", "daphne"), ("ours", "uvicorn"), ("ours", "noauth"), ("ours", "base"), ("ours", "lean")])
+    cpu = figure(mode, cpu_per_cycle) if mode in ("handshake", "cold") else {}
+    if cpu:
+        print(f"  server CPU per cycle, user + system, µs (min / median / max)")
+        for s in servers_of(cpu):
+            print(f"  {s:8} " + " / ".join(f"{v:.1f}" for v in spread(values(cpu, s))))
+        print_ratios(cpu, [("ours", "noauth"), ("ours", "base"), ("ours", "lean")], what=" CPU")
     if mode == "fanout":
         for r in rows:
             if r.get("mode") == "fanout" and r.get("lost", "0") != "0":
@@ -66,12 +76,9 @@ for mode, key, label in figures:
 storms = figure("storm", "all_joined_seconds")
 if storms:
     print(f"\njoin storm, seconds until all joined (min / median / max over {len(storms)} rounds)")
-    for s in sorted({s for r in storms.values() for s in r}):
-        print(f"  {s:8} " + " / ".join(f"{v:.3f}" for v in spread([r[s] for r in storms.values() if s in r])))
-    for num, den in [("ours", "lean"), ("ours", "noauth"), ("ours", "base")]:
-        ratios = [r[num] / r[den] for r in storms.values() if num in r and den in r and r[den] > 0]
-        if ratios:
-            print(f"  {num}/{den}: {min(ratios):.2f}x / {statistics.median(ratios):.2f}x / {max(ratios):.2f}x the time (per-round ratios)")
+    for s in servers_of(storms):
+        print(f"  {s:8} " + " / ".join(f"{v:.3f}" for v in spread(values(storms, s))))
+    print_ratios(storms, [("ours", "lean"), ("ours", "noauth"), ("ours", "base")], unit=" the time")
     for r in rows:
         if r.get("mode") == "storm" and r.get("notices") != r.get("expected"):
             print(f"  notices missing: {r['round']} {r['server']} {r.get('notices')} of {r.get('expected')}")
