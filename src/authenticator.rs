@@ -138,6 +138,17 @@ impl<St> Clone for Config<St> {
 /// The store's answer, with the token handed back and when it was asked,
 /// from a future that owns what it needs ('static), so the layer's response
 /// future can hold it.
+/// How a presented value is looked up.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// A ticket, redeemed.
+    Redeem,
+    /// A token, as the store answers handshakes (a cache may answer).
+    Store,
+    /// A token, by the source of truth (what minting and refreshing ask).
+    Source,
+}
+
 pub(crate) type Lookup<U> =
     Pin<Box<dyn Future<Output = (Token, Instant, Result<Option<Authenticated<U>>, StoreError>)> + Send>>;
 
@@ -423,7 +434,9 @@ impl<St: TokenStore> Authenticator<St> {
 
     /// Judges a token handed over in-band (a client refreshing its socket's
     /// token, say) the way a handshake's would be: the same length and byte
-    /// rules, the same store and store timeout. Optional mode does not apply:
+    /// rules, the same store timeout, with the store's source of truth
+    /// ([`TokenStore::revalidate`]) asked, never only a cache: a token
+    /// revoked on another node cannot move a socket onto itself here. Optional mode does not apply:
     /// an unknown token is [`Rejection::InvalidToken`], never anonymous.
     /// `kind` is recorded in the answer; the value is checked as a token, never
     /// redeemed as a ticket (even for a socket that was opened with one).
@@ -457,7 +470,7 @@ impl<St: TokenStore> Authenticator<St> {
         let token = Token::new(value).map_err(|_| Rejection::Malformed(ExtractError::InvalidBytes { kind }))?;
         // A token, whatever `kind` says: a socket opened with a ticket
         // refreshes with a token, never with another ticket.
-        let (token, asked_at, answer) = self.lookup_as(false, token).await;
+        let (token, asked_at, answer) = self.lookup_as(Ask::Source, token).await;
         match self.judge(kind, token, asked_at, answer, false)? {
             Identity::User(user) => Ok(user),
             Identity::Anonymous(_) => Err(Rejection::InvalidToken),
@@ -469,13 +482,19 @@ impl<St: TokenStore> Authenticator<St> {
     /// never past the token's expiry), and the socket it opens lives by that
     /// token. See [`crate::ticket`] for the whole flow.
     ///
+    /// The token is first confirmed by the store's source of truth
+    /// ([`TokenStore::revalidate`]), under the store timeout: a token revoked
+    /// on another node but still in this node's cache mints nothing.
+    ///
     /// # Errors
-    /// [`StoreError`] when the ticket store fails, or
-    /// [`StoreError::Unsupported`] without one ([`tickets`](Self::tickets)).
+    /// [`Rejection::InvalidToken`] when the source of truth no longer accepts
+    /// the token; [`Rejection::StoreUnavailable`] when a store fails, or
+    /// without a ticket store ([`tickets`](Self::tickets); the error is then
+    /// [`StoreError::Unsupported`]).
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, extract::CredentialKind};
+    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, Rejection, extract::CredentialKind};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -485,18 +504,33 @@ impl<St: TokenStore> Authenticator<St> {
     /// let alice = auth.check_token(token.expose_secret(), CredentialKind::Authorization).await?;
     /// let ticket = auth.issue_ticket(&alice).await?;
     /// assert!(ticket.expires_in().as_secs() <= 30);
+    ///
+    /// store.revoke(&token).await?;
+    /// assert!(matches!(auth.issue_ticket(&alice).await, Err(Rejection::InvalidToken)));
     /// # Ok(()) }
     /// ```
-    pub async fn issue_ticket(&self, user: &AuthenticatedUser<St::User>) -> Result<Ticket, StoreError> {
+    pub async fn issue_ticket(&self, user: &AuthenticatedUser<St::User>) -> Result<Ticket, Rejection> {
         let tickets = &self.config.tickets;
-        let store = tickets.store.as_ref().ok_or(StoreError::Unsupported("issue tickets without a ticket store"))?;
+        let store = tickets
+            .store
+            .as_ref()
+            .ok_or(Rejection::StoreUnavailable(StoreError::Unsupported("issue tickets without a ticket store")))?;
+        let (_, _, answer) = self.lookup_as(Ask::Source, user.token().clone()).await;
         let now = SystemTime::now();
+        let confirmed = match answer {
+            Ok(Some(found)) if !found.is_expired_at(now) => found,
+            Ok(_) => {
+                tracing::info!(target: "ws_token_auth", token_id = %user.token_id(), "ticket refused: token no longer valid");
+                return Err(Rejection::InvalidToken);
+            }
+            Err(error) => return Err(Rejection::StoreUnavailable(error)),
+        };
         let mut expires_at = now.checked_add(tickets.ttl).unwrap_or(now);
-        if let Some(token_expiry) = user.expires_at {
+        if let Some(token_expiry) = confirmed.expires_at {
             expires_at = expires_at.min(token_expiry);
         }
         let (ticket, record) = ticket::make(user.token(), expires_at);
-        store.put_ticket(ticket.digest(), &record, expires_at).await?;
+        store.put_ticket(ticket.digest(), &record, expires_at).await.map_err(Rejection::StoreUnavailable)?;
         tracing::debug!(target: "ws_token_auth", ticket_id = %ticket.id(), token_id = %user.token_id(), "ticket issued");
         Ok(ticket)
     }
@@ -536,20 +570,24 @@ impl<St: TokenStore> Authenticator<St> {
 
     /// The store call, bounded by the store timeout.
     pub(crate) fn lookup(&self, credential: Credential) -> Lookup<St::User> {
-        let ticket = credential.kind() == CredentialKind::Ticket;
-        self.lookup_as(ticket, credential.into_token())
+        let ask = if credential.kind() == CredentialKind::Ticket { Ask::Redeem } else { Ask::Store };
+        self.lookup_as(ask, credential.into_token())
     }
 
-    /// Asks the store about `presented`: as a ticket to redeem, or as a token.
-    fn lookup_as(&self, ticket: bool, presented: Token) -> Lookup<St::User> {
+    /// Asks the store about `presented`, as `ask` says.
+    fn lookup_as(&self, ask: Ask, presented: Token) -> Lookup<St::User> {
         let config = Arc::clone(&self.config);
         Box::pin(async move {
             let asked_at = Instant::now();
             let work = async {
-                if ticket {
-                    config.redeem(&presented).await
-                } else {
-                    Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found)))
+                match ask {
+                    Ask::Redeem => config.redeem(&presented).await,
+                    Ask::Store => {
+                        Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found)))
+                    }
+                    Ask::Source => {
+                        Ok(config.store.revalidate(&presented).await?.map(|found| (presented.clone(), found)))
+                    }
                 }
             };
             match tokio::time::timeout(config.store_timeout, work).await {

@@ -8,6 +8,7 @@ use crate::identity::AuthenticatedUser;
 #[cfg(feature = "redis")]
 use crate::live::redis::RevocationBus;
 use crate::live::{AccessEvent, CloseReason, Revocations, Watch, jittered};
+use crate::rejection::Rejection;
 use crate::store::{ManageTokens, StoreError, UserId};
 use crate::token::Token;
 
@@ -195,6 +196,51 @@ impl<St: ManageTokens> Lifecycle<St> {
         self.shared.store.issue(user, ttl).await
     }
 
+    /// Issues a fresh token for the user of `caller`'s token (a client that
+    /// renews its own token with it), once the store's source of truth
+    /// ([`TokenStore::revalidate`](crate::TokenStore::revalidate)) has
+    /// confirmed that token: a token revoked on another node, or whose user
+    /// was locked out, but still in this node's cache, mints nothing that
+    /// would outlive its revocation. A refused token is revoked here too (its
+    /// sockets on this node close).
+    ///
+    /// # Errors
+    /// [`Rejection::InvalidToken`] when the source of truth no longer accepts
+    /// `caller`'s token; [`Rejection::StoreUnavailable`] when the store fails.
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", None).await?;
+    /// let caller = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Authorization, None);
+    /// let fresh = lifecycle.issue_from(&caller, None).await?;
+    /// assert_ne!(fresh.id(), token.id());
+    ///
+    /// lifecycle.revoke(&token).await?;
+    /// assert!(matches!(lifecycle.issue_from(&caller, None).await, Err(Rejection::InvalidToken)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn issue_from(
+        &self,
+        caller: &AuthenticatedUser<St::User>,
+        ttl: Option<Duration>,
+    ) -> Result<Token, Rejection> {
+        let store = &self.shared.store;
+        let confirmed = match store.revalidate(caller.token()).await {
+            Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => found,
+            Ok(_) => {
+                let locked = store.is_locked_out(caller.token()).await.unwrap_or(false);
+                let reason = if locked { CloseReason::AccessLost } else { CloseReason::Revoked };
+                self.shared.revocations.apply(&AccessEvent::TokenRevoked { id: caller.token_id(), reason });
+                return Err(Rejection::InvalidToken);
+            }
+            Err(error) => return Err(Rejection::StoreUnavailable(error)),
+        };
+        store.issue(&confirmed.user, ttl).await.map_err(Rejection::StoreUnavailable)
+    }
+
     /// Revokes one token (logout): the store forgets it, its sockets close
     /// with 4401 here and on every node, and no cache answers for it again.
     /// Returns whether the store held it.
@@ -348,8 +394,9 @@ impl<St: ManageTokens> Lifecycle<St> {
 
     /// Asks the store's source of truth ([`TokenStore::revalidate`](crate::TokenStore::revalidate))
     /// about every distinct token of this node's open sockets once; a token
-    /// it no longer accepts is revoked here (its sockets close with 4401, and
-    /// the cache never answers for it again). A store error stops the pass
+    /// it no longer accepts is revoked here (its sockets close with 4401, or
+    /// 4403 when [`TokenStore::is_locked_out`](crate::TokenStore::is_locked_out)
+    /// says its user is locked out; the cache never answers for it again). A store error stops the pass
     /// and closes nothing: an outage is not a revocation. A later expiry in
     /// the answer (a sliding expiry extended by the lookup) moves the
     /// sockets' expiry and warning with it. Returns how many sockets closed.
@@ -374,7 +421,11 @@ impl<St: ManageTokens> Lifecycle<St> {
                     }
                 }
                 Ok(_) => {
-                    let event = AccessEvent::TokenRevoked { id: token.id(), reason: CloseReason::Revoked };
+                    // A deactivated user's sockets close with 4403, as the
+                    // lock-out itself would have closed them.
+                    let locked = self.shared.store.is_locked_out(&token).await.unwrap_or(false);
+                    let reason = if locked { CloseReason::AccessLost } else { CloseReason::Revoked };
+                    let event = AccessEvent::TokenRevoked { id: token.id(), reason };
                     closed += self.heard(&event).await;
                 }
                 Err(error) => {
@@ -412,12 +463,52 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// # }
     /// ```
     pub fn revalidate_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.every(every, |node| async move {
+            node.revalidate_once().await;
+        })
+    }
+
+    /// Spawns a task that deletes expired tokens and connect tickets from the
+    /// store ([`ManageTokens::purge_expired`]) every `every` (with up to 10 %
+    /// jitter): a ticket or token row never outlives its expiry by more than
+    /// that, used or not. A store error is logged and tried again next time.
+    /// The task ends when every clone of this lifecycle is dropped.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// let task = lifecycle.purge_every(Duration::from_secs(60));
+    /// # task.abort();
+    /// # }
+    /// ```
+    pub fn purge_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.every(every, |node| async move {
+            match node.shared.store.purge_expired().await {
+                Ok(purged) => tracing::debug!(target: "ws_token_auth", purged, "expired tokens and tickets purged"),
+                Err(error) => tracing::warn!(
+                    target: "ws_token_auth",
+                    error = %crate::authenticator::ErrorChain(&error),
+                    "purge of expired tokens and tickets failed; trying again later",
+                ),
+            }
+        })
+    }
+
+    /// Runs `work` every `every` (jittered) while this lifecycle lives.
+    fn every<F, Fut>(&self, every: Duration, work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Self) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let node: Weak<Shared<St>> = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(jittered(every)).await;
                 let Some(shared) = node.upgrade() else { return };
-                Self { shared }.revalidate_once().await;
+                work(Self { shared }).await;
             }
         })
     }

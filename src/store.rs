@@ -156,6 +156,29 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
         self.authenticate(token).await
     }
+
+    /// Whether `token`, which the store no longer accepts, is refused because
+    /// its user is locked out (deactivated) rather than because the token is
+    /// gone: asked by the source of truth when revalidation finds a token
+    /// refused, to close its sockets with 4403 instead of 4401. The default
+    /// says `false`; the shipped stores that can lock users out answer it.
+    ///
+    /// ```
+    /// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let store = MemoryTokenStore::<String>::new();
+    /// let token = store.issue(&"alice".to_string(), None).await?;
+    /// assert!(!store.is_locked_out(&token).await?);
+    /// store.lock_user(&"alice".to_string()).await?;
+    /// assert!(store.is_locked_out(&token).await?);
+    /// # Ok(()) }
+    /// ```
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        let _ = token;
+        Ok(false)
+    }
 }
 
 /// The management contract every shipped store implements, with the same
@@ -224,6 +247,10 @@ macro_rules! forward_store {
 
             async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
                 (**self).revalidate(token).await
+            }
+
+            async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+                (**self).is_locked_out(token).await
             }
         }
 

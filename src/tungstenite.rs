@@ -64,6 +64,29 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 32 * 1024;
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most header lines a request head may have.
 pub const MAX_HEADERS: usize = 128;
+/// The default bound on what one socket's writer may hold in memory
+/// (tungstenite's `max_write_buffer_size`, which is unbounded by default).
+///
+/// tungstenite answers every ping by itself; a client that sends pings and
+/// never reads would otherwise grow the server's write buffer without limit.
+/// Past the bound, automatic answers wait (one at a time) and a write returns
+/// an error, so memory stays bounded; closing such a connection is the
+/// application's call (see [`Acceptor::websocket_config`]).
+pub const DEFAULT_MAX_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// The WebSocket configuration the [`Acceptor`] uses unless told otherwise:
+/// tungstenite's defaults, with the write buffer bounded at
+/// [`DEFAULT_MAX_WRITE_BUFFER_BYTES`].
+///
+/// ```
+/// use ws_token_auth::tungstenite::{DEFAULT_MAX_WRITE_BUFFER_BYTES, default_websocket_config};
+///
+/// assert_eq!(default_websocket_config().max_write_buffer_size, DEFAULT_MAX_WRITE_BUFFER_BYTES);
+/// ```
+#[must_use]
+pub fn default_websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default().max_write_buffer_size(DEFAULT_MAX_WRITE_BUFFER_BYTES)
+}
 
 /// Accepts a WebSocket handshake after authenticating it, with the default
 /// limits and no subprotocol. See [`Acceptor`] to change them.
@@ -103,7 +126,7 @@ pub struct Acceptor<St> {
     head_timeout: Duration,
     max_headers: usize,
     protocols: Vec<String>,
-    config: Option<WebSocketConfig>,
+    config: WebSocketConfig,
     path: Option<String>,
 }
 
@@ -128,7 +151,7 @@ impl<St: TokenStore> Acceptor<St> {
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             max_headers: MAX_HEADERS,
             protocols: Vec::new(),
-            config: None,
+            config: default_websocket_config(),
             path: None,
         }
     }
@@ -179,9 +202,27 @@ impl<St: TokenStore> Acceptor<St> {
         self
     }
 
-    /// Sets the WebSocket configuration (frame and message size limits, buffers).
-    pub fn websocket_config(mut self, config: WebSocketConfig) -> Self {
-        self.config = Some(config);
+    /// Sets the WebSocket configuration (frame and message size limits,
+    /// buffers). The default is [`default_websocket_config`]; a configuration
+    /// whose `max_write_buffer_size` is tungstenite's unbounded default gets
+    /// [`DEFAULT_MAX_WRITE_BUFFER_BYTES`] instead (or twice its write buffer,
+    /// if that is larger), so that no server path of this crate can be grown
+    /// without limit by a client that sends pings and never reads.
+    ///
+    /// ```
+    /// use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::Acceptor};
+    ///
+    /// let config = WebSocketConfig::default().max_message_size(Some(64 * 1024)).max_write_buffer_size(256 * 1024);
+    /// let acceptor = Acceptor::new(Authenticator::new(MemoryTokenStore::<String>::new())).websocket_config(config);
+    /// # let _ = acceptor;
+    /// ```
+    pub fn websocket_config(mut self, mut config: WebSocketConfig) -> Self {
+        if config.max_write_buffer_size == usize::MAX {
+            let floor = config.write_buffer_size.saturating_mul(2);
+            config.max_write_buffer_size = DEFAULT_MAX_WRITE_BUFFER_BYTES.max(floor);
+        }
+        self.config = config;
         self
     }
 
@@ -221,11 +262,62 @@ impl<St: TokenStore> Acceptor<St> {
     /// long the head was waited for.
     pub async fn accept_by<S>(
         &self,
-        mut stream: S,
+        stream: S,
         deadline: tokio::time::Instant,
     ) -> Result<Accepted<S, St::User>, HandshakeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (accepted, ()) = self.accept_admitted(stream, deadline, |_| Ok(())).await?;
+        Ok(accepted)
+    }
+
+    /// As [`accept_by`](Self::accept_by), with a last word before the 101:
+    /// once the handshake is authenticated, `admit` is called with who it is,
+    /// and either returns what the app keeps for the socket (its revocation
+    /// [`Watch`](crate::live::Watch), a per-user slot), or the answer to send
+    /// instead of the upgrade (a 429 for a user over a quota, say; boxed, as
+    /// it is the rare path). What
+    /// `admit` registers is in place before the client can learn that its
+    /// socket is open: a logout that comes after the 101 finds it.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use http::{Response, StatusCode};
+    /// use tokio::time::Instant;
+    /// use ws_token_auth::{Authenticator, Lifecycle, MemoryTokenStore, tungstenite::Acceptor};
+    ///
+    /// # async fn run(stream: tokio::net::TcpStream) {
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let lifecycle = Lifecycle::new(Arc::clone(&store));
+    /// let acceptor = Acceptor::new(Authenticator::from_shared(store));
+    /// let admitted = acceptor
+    ///     .accept_admitted(stream, Instant::now() + std::time::Duration::from_secs(10), |identity| {
+    ///         match identity.user() {
+    ///             Some(user) => Ok(lifecycle.watch(user)), // registered before the 101
+    ///             None => Err(Box::new(Response::builder().status(StatusCode::UNAUTHORIZED).body(String::new()).unwrap())),
+    ///         }
+    ///     })
+    ///     .await;
+    /// if let Ok((accepted, watch)) = admitted {
+    ///     // serve accepted.socket; close it when `watch` resolves
+    /// #   let _ = (accepted, watch);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept); [`HandshakeError::NotAdmitted`] when
+    /// `admit` refused (its answer was sent).
+    pub async fn accept_admitted<S, T, F>(
+        &self,
+        mut stream: S,
+        deadline: tokio::time::Instant,
+        admit: F,
+    ) -> Result<(Accepted<S, St::User>, T), HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        F: FnOnce(&Identity<St::User>) -> Result<T, Box<Response<String>>>,
     {
         let started = tokio::time::Instant::now();
         let reading = read_head(&mut stream, self.max_head_bytes, self.max_headers);
@@ -248,6 +340,13 @@ impl<St: TokenStore> Acceptor<St> {
                 return Err(HandshakeError::Rejected(rejection));
             }
         };
+        let kept = match admit(&identity) {
+            Ok(kept) => kept,
+            Err(refusal) => {
+                write_and_close(&mut stream, &refusal).await;
+                return Err(HandshakeError::NotAdmitted(refusal.status()));
+            }
+        };
 
         let token_prefix = self.auth.extractor().subprotocol_prefix().unwrap_or_default();
         let offered: Vec<&str> = offered_protocols(&head.headers, token_prefix).collect();
@@ -267,8 +366,8 @@ impl<St: TokenStore> Acceptor<St> {
         stream.write_all(response.as_bytes()).await?;
         stream.flush().await?;
 
-        let socket = WebSocketStream::from_partially_read(stream, head.rest, Role::Server, self.config).await;
-        Ok(Accepted { socket, identity, protocol })
+        let socket = WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(self.config)).await;
+        Ok((Accepted { socket, identity, protocol }, kept))
     }
 }
 
@@ -301,6 +400,10 @@ pub enum HandshakeError {
     /// The client closed the connection before the head was complete.
     #[error("connection closed during the handshake")]
     Closed,
+    /// The admission check of [`Acceptor::accept_admitted`] refused the
+    /// authenticated handshake; its answer, with this status, was sent.
+    #[error("handshake not admitted ({0})")]
+    NotAdmitted(StatusCode),
     /// Reading or writing the stream failed.
     #[error("I/O error during the handshake")]
     Io(#[from] std::io::Error),
@@ -316,6 +419,7 @@ impl HandshakeError {
             Self::UnsupportedVersion => Some(StatusCode::UPGRADE_REQUIRED),
             Self::NotFound => Some(StatusCode::NOT_FOUND),
             Self::HeadTooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            Self::NotAdmitted(status) => Some(*status),
             Self::Timeout(_) | Self::Closed | Self::Io(_) => None,
         }
     }
@@ -323,7 +427,8 @@ impl HandshakeError {
     /// The answer to send for an error the handshake itself found: its
     /// status, bodiless, with `Sec-WebSocket-Version: 13` on a 426 (as RFC
     /// 6455 asks). `None` for a refusal by the authenticator (answer that
-    /// with [`Authenticator::refusal`]) and for errors that send nothing.
+    /// with [`Authenticator::refusal`]) or by an admission check (which gave
+    /// its own answer), and for errors that send nothing.
     ///
     /// ```
     /// use http::{HeaderMap, StatusCode};
@@ -339,7 +444,7 @@ impl HandshakeError {
     /// ```
     #[must_use]
     pub fn response(&self) -> Option<Response<String>> {
-        if matches!(self, Self::Rejected(_)) {
+        if matches!(self, Self::Rejected(_) | Self::NotAdmitted(_)) {
             return None;
         }
         let mut response = Response::new(String::new());
@@ -368,6 +473,9 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, max: usize, lines: usiz
             return Err(HandshakeError::HeadTooLarge);
         }
         let start = buf.len();
+        // Exactly what this read may fill: the buffer never holds more than
+        // the limit (plus one byte), whatever a growth policy would round to.
+        buf.reserve_exact(room);
         buf.resize(start + room, 0);
         let n = stream.read(&mut buf[start..]).await?;
         buf.truncate(start + n);
@@ -470,11 +578,37 @@ pub fn check_upgrade(headers: &HeaderMap) -> Result<HeaderValue, HandshakeError>
 
 /// Writes the answer to `error`, if it has one (then shuts the stream down),
 /// and hands `error` back.
-async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) -> HandshakeError {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, error: HandshakeError) -> HandshakeError {
     if let Some(response) = error.response() {
         write_and_close(stream, &response).await;
+        if matches!(error, HandshakeError::HeadTooLarge) {
+            drain(stream).await;
+        }
     }
     error
+}
+
+/// How long, and how much, a refused client's remaining input is read and
+/// thrown away after the answer.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Reads and discards what the client is still sending (the rest of a head
+/// that was too large), for a short while and a bounded amount: closing a
+/// connection with unread input resets it, and the client would lose the
+/// answer before reading it. Nothing read is kept.
+async fn drain<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut discard = [0u8; 4096];
+    let reading = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut discard).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, reading).await;
 }
 
 /// Writes `response` as HTTP/1.1, with its body, and shuts the stream down;

@@ -58,8 +58,30 @@ impl RevocationBus {
     /// # Errors
     /// [`BusError`] if the URL is invalid or Redis cannot be reached.
     pub async fn connect(url: &str, channel: impl Into<String>) -> Result<Self, BusError> {
+        let bus = Self::new(url, channel)?;
+        bus.publisher.connection().await?;
+        Ok(bus)
+    }
+
+    /// A bus for Redis at `url` and `channel` that connects when first used,
+    /// not now: a node that starts while Redis is down serves its own sockets
+    /// at once, and joins the others when Redis answers (the listener retries
+    /// by itself, and revalidates what it may have missed). Publishing while
+    /// Redis is down fails quickly (see [`connect`](Self::connect)).
+    ///
+    /// ```
+    /// use ws_token_auth::live::redis::RevocationBus;
+    ///
+    /// // Nothing listens on port 1: the bus is made all the same.
+    /// let bus = RevocationBus::new("redis://127.0.0.1:1", "myapp:access").unwrap();
+    /// assert_eq!(bus.channel(), "myapp:access");
+    /// assert!(RevocationBus::new("not a url", "myapp:access").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`BusError`] if the URL is invalid.
+    pub fn new(url: &str, channel: impl Into<String>) -> Result<Self, BusError> {
         let publisher = Arc::new(Reconnecting::new(Client::open(url)?));
-        publisher.connection().await?;
         Ok(Self { publisher, channel: channel.into() })
     }
 

@@ -371,6 +371,10 @@ impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
         self.cache.insert(token.id(), entry).await;
         Ok(answer)
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        self.inner.is_locked_out(token).await
+    }
 }
 
 #[async_trait]

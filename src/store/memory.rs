@@ -177,6 +177,13 @@ impl<U: TokenUser> TokenStore for MemoryTokenStore<U> {
         record.found.expires_at = record.found.expires_at.max(Some(extension));
         Ok(Some(record.found.clone()))
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        let state = self.read();
+        let Some(record) = state.tokens.get(token.digest()) else { return Ok(false) };
+        let found = &record.found;
+        Ok(!found.is_expired_at(SystemTime::now()) && state.locked.contains(&found.user.id()))
+    }
 }
 
 #[async_trait]

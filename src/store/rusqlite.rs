@@ -483,6 +483,22 @@ impl<U: RusqliteUser> TokenStore for RusqliteTokenStore<U> {
         }
         Ok(Some(found))
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        if self.tables.locked.is_none() {
+            return Ok(false);
+        }
+        let id = token.id().to_string();
+        let rows = self
+            .write(move |db, tables| {
+                let sql = tables.locked.as_deref().unwrap_or_default();
+                let mut statement = db.prepare_cached(sql)?;
+                let rows = statement.query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<Result<Vec<(Vec<u8>, Option<i64>)>, Error>>()
+            })
+            .await?;
+        Ok(super::table::locked_row(rows, token, SystemTime::now()))
+    }
 }
 
 #[async_trait]

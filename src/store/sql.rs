@@ -376,6 +376,15 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
         }
         Ok(Some(found))
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        let Some(sql) = &self.tables.locked else { return Ok(false) };
+        let id = token.id().to_string();
+        let rows: Vec<(Vec<u8>, Option<i64>)> = on_pool!(self.pool, pool => {
+            sqlx::query_as(sql).bind(id).fetch_all(pool).await.map_err(store_error)?
+        });
+        Ok(super::table::locked_row(rows, token, SystemTime::now()))
+    }
 }
 
 /// The row of `token` among those sharing its id.

@@ -118,6 +118,9 @@ pub(crate) struct Tables {
     pub(crate) put_ticket: String,
     /// Deletes the ticket and returns its `record, expires_at`.
     pub(crate) take_ticket: String,
+    /// The `digest, expires_at` of the token's rows whose user is locked out
+    /// (`$1` the token id); none without an activity column.
+    pub(crate) locked: Option<String>,
 }
 
 impl Tables {
@@ -148,6 +151,12 @@ impl Tables {
             purge_tickets: format!("DELETE FROM {tickets} WHERE expires_at <= $1"),
             put_ticket: format!("INSERT INTO {tickets} (digest, record, expires_at) VALUES ($1, $2, $3)"),
             take_ticket: format!("DELETE FROM {tickets} WHERE digest = $1 RETURNING record, expires_at"),
+            locked: active.as_ref().map(|column| {
+                format!(
+                    "SELECT t.digest, t.expires_at FROM {tokens} t JOIN {table} u ON u.{id} = t.user_id \
+                     WHERE t.token_id = $1 AND NOT u.{column}"
+                )
+            }),
             users,
             tokens,
         }
@@ -193,6 +202,17 @@ pub(crate) type Found<U> = Option<(Authenticated<U>, SystemTime)>;
 /// time.
 pub(crate) fn is_token_row(digest: &[u8], token: &Token) -> bool {
     bool::from(digest.ct_eq(token.digest()))
+}
+
+/// Whether one of the rows `(digest, expires_at)` that [`Tables::locked`]
+/// found is `token`'s, unexpired at `now`: its user is locked out.
+pub(crate) fn locked_row(
+    rows: impl IntoIterator<Item = (Vec<u8>, Option<i64>)>,
+    token: &Token,
+    now: SystemTime,
+) -> bool {
+    let now = unix_millis(now);
+    rows.into_iter().any(|(digest, expires_at)| is_token_row(&digest, token) && expires_at.is_none_or(|at| at > now))
 }
 
 /// The answer of `token`'s row: its user, and its `expires_at` and
