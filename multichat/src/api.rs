@@ -25,11 +25,11 @@ use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::CachedTokenStore;
 use ws_token_auth::tungstenite::{Acceptor, check_upgrade};
-use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy, Rejection};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
 use super::db::{ChatUser, Db, Tokens, hash_password, verify_password};
-use super::limits::{Limits, LoginGate, TooMany};
+use super::limits::{Limits, LoginGate, RateLimit, TooMany, UserSocket, UserSockets};
 
 /// What the handshakes ask: the token table behind a short cache, so a
 /// handshake costs no query when the token was seen in the last 30 s. The
@@ -55,6 +55,10 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// Password checks: bounded, queued, throttled.
     logins: Arc<LoginGate>,
+    /// Tokens and tickets issued per user and minute.
+    issues: Arc<Issues>,
+    /// Open sockets per user.
+    pub sockets: Arc<UserSockets>,
     /// Who may log in from a browser (login CSRF); set by [`router`].
     origin: OriginPolicy,
 }
@@ -68,7 +72,9 @@ impl App {
     }
 
     /// One of several processes over one database, joined through Redis at
-    /// `redis_url`: room frames and revocations reach every process.
+    /// `redis_url`: room frames and revocations reach every process. Redis
+    /// need not answer now: the process serves its own sockets meanwhile,
+    /// and joins the others when Redis answers.
     pub async fn with_redis(
         db: Db,
         notices: bool,
@@ -77,13 +83,12 @@ impl App {
         database_url: &str,
     ) -> Result<Self, super::db::Error> {
         let (rooms_channel, revocations_channel) = super::relay::channels(database_url);
-        let bus = RevocationBus::connect(redis_url, revocations_channel).await?;
+        let bus = RevocationBus::new(redis_url, revocations_channel)?;
         let client = redis::Client::open(redis_url)?;
-        let publisher = client.get_connection_manager().await?;
-        let (relay, outgoing) = tokio::sync::mpsc::unbounded_channel();
-        let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(relay)));
+        let relay = Arc::new(super::relay::RelayQueue::new(super::relay::QUEUE_BYTES));
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(Arc::clone(&relay))));
         let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
-        super::relay::start(client, publisher, rooms_channel, node, Arc::clone(&hub), outgoing);
+        super::relay::start(client, rooms_channel, node, Arc::clone(&hub), relay);
         let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone()))).with_bus(bus);
         Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
@@ -100,19 +105,22 @@ impl App {
                 .into();
         let limits = Limits::default();
         let logins = Arc::new(LoginGate::new(&limits));
+        let (issues, sockets) = (Arc::new(Issues::new(&limits)), Arc::new(UserSockets::new(&limits)));
         let (limits, origin) = (Arc::new(limits), OriginPolicy::same_host());
         let _ = lifecycle.revocations().clone().warn_before(limits.expiry_warning);
         // Tickets live in the token database: any process over it redeems them.
         let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()))
             .tickets(Arc::clone(lifecycle.store()))
             .ticket_ttl(limits.ticket_ttl);
-        Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, origin })
+        Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, issues, sockets, origin })
     }
 
     /// The same app with other limits.
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.logins = Arc::new(LoginGate::new(&limits));
+        self.issues = Arc::new(Issues::new(&limits));
+        self.sockets = Arc::new(UserSockets::new(&limits));
         let _ = self.lifecycle.revocations().clone().warn_before(limits.expiry_warning);
         self.auth = self.auth.clone().ticket_ttl(limits.ticket_ttl);
         self.limits = Arc::new(limits);
@@ -136,7 +144,7 @@ impl App {
 /// for another request first).
 pub async fn serve(listener: tokio::net::TcpListener, routes: Routes, limits: &Limits) {
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let header_timeout = limits.header_timeout;
+    let (header_timeout, max_head_bytes) = (limits.header_timeout, limits.max_head_bytes);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -161,7 +169,7 @@ pub async fn serve(listener: tokio::net::TcpListener, routes: Routes, limits: &L
         // free only once both the HTTP connection and its socket are gone.
         let slot = Slot(Arc::new(permit));
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(routes.clone(), stream, peer, header_timeout, slot));
+        tokio::spawn(connection(routes.clone(), stream, peer, (header_timeout, max_head_bytes), slot));
     }
 }
 
@@ -170,7 +178,7 @@ async fn connection(
     routes: Routes,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    header_timeout: Duration,
+    (header_timeout, max_head_bytes): (Duration, usize),
     slot: Slot,
 ) {
     let deadline = Instant::now() + header_timeout;
@@ -189,7 +197,7 @@ async fn connection(
             Ok(Err(_)) | Err(_) => return,
         }
     }
-    serve_http(routes.http, stream, peer, header_timeout, slot).await;
+    serve_http(routes.http, stream, peer, (header_timeout, max_head_bytes), slot).await;
 }
 
 /// One connection served by hyper and the router.
@@ -197,7 +205,7 @@ async fn serve_http(
     router: Router,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    header_timeout: Duration,
+    (header_timeout, max_head_bytes): (Duration, usize),
     slot: Slot,
 ) {
     use hyper_util::rt::TokioTimer;
@@ -211,6 +219,9 @@ async fn serve_http(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // hyper's read buffer: a head that does not fit is answered 431, so a
+        // connection that has not finished its head holds no more than this.
+        .max_buf_size(max_head_bytes.max(MIN_HEAD_BYTES))
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
         .with_upgrades();
     let _ = connection.await;
@@ -276,6 +287,29 @@ struct ChatSockets {
     hub: Arc<Hub>,
     lifecycle: Lifecycle<Store>,
     auth: Authenticator<Store>,
+    sockets: Arc<UserSockets>,
+}
+
+/// A bodiless answer to a handshake, with `Retry-After` when given.
+fn refused(status: StatusCode, retry_after: Option<u64>) -> axum::http::Response<String> {
+    let mut response = axum::http::Response::new(String::new());
+    *response.status_mut() = status;
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// The 429 for a user at its socket cap (PROTOCOL.md: `--max-sockets-per-user`).
+fn too_many_sockets(
+    TooMany { retry_after }: TooMany,
+    user: &AuthenticatedUser<ChatUser>,
+) -> axum::http::Response<String> {
+    tracing::info!(user = user.user.id, "handshake refused: the user holds its socket cap");
+    let mut response = refused(StatusCode::TOO_MANY_REQUESTS, Some(retry_after));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *response.body_mut() = json!({"error": "TOO_MANY_REQUESTS"}).to_string();
+    response
 }
 
 impl ChatSockets {
@@ -288,21 +322,42 @@ impl ChatSockets {
         deadline: Instant,
         slot: Slot,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        let accepted = self.acceptor.accept_by(stream, deadline).await.ok()?;
-        // The acceptor's authenticator requires a user: anonymous is refused.
+        // Admitted before the 101: the user's socket count and the watch are
+        // in place before the client can know its socket is open. (A logout
+        // between the check and this registration still closes the socket:
+        // the registry remembers recent revocations.)
+        let admit = |identity: &Identity<ChatUser>| {
+            // The acceptor's authenticator requires a user: anonymous is refused.
+            let Identity::User(user) = identity else {
+                return Err(Box::new(refused(StatusCode::UNAUTHORIZED, None)));
+            };
+            let held = self.sockets.open(user.user.id).map_err(|busy| Box::new(too_many_sockets(busy, user)))?;
+            Ok((held, self.lifecycle.watch(user)))
+        };
+        let (accepted, (held, watch)) = self.acceptor.accept_admitted(stream, deadline, admit).await.ok()?;
         let Identity::User(user) = accepted.identity else { return None };
-        // A logout between the check and this registration still closes the
-        // socket: the registry remembers recent revocations.
-        let watch = self.lifecycle.watch(&user);
-        Some(Arc::clone(&self.hub).serve(accepted.socket, user, watch, self.auth.clone(), slot))
+        Some(Arc::clone(&self.hub).serve(accepted.socket, user, watch, self.auth.clone(), (slot, held)))
     }
 }
 
-/// hyper's own bound on a request head, so that a head is refused the same
-/// way on both of [`serve`]'s paths.
-const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// The smallest head bound hyper takes (`--max-head-bytes` is at least this).
+pub const MIN_HEAD_BYTES: usize = 8192;
 /// hyper's own bound on header lines.
 const MAX_HEADER_LINES: usize = 100;
+
+/// What each user may be issued a minute.
+#[derive(Debug)]
+struct Issues {
+    tokens: RateLimit<i64>,
+    tickets: RateLimit<i64>,
+}
+
+impl Issues {
+    fn new(limits: &Limits) -> Self {
+        let (max, minute) = (limits.max_issues_per_minute, Duration::from_secs(60));
+        Self { tokens: RateLimit::new(max, minute), tickets: RateLimit::new(max, minute) }
+    }
+}
 
 /// One of `--max-connections` slots, held by a connection and by the
 /// WebSocket it became.
@@ -337,11 +392,17 @@ pub fn router(mut app: App, origin: OriginPolicy) -> Routes {
     let chat = Router::new().route(CHAT_STREAM_PATH, get(stream)).route_layer(stream_auth.clone().layer());
     let acceptor = Acceptor::new(stream_auth)
         .path(CHAT_STREAM_PATH)
-        .max_head_bytes(MAX_HEAD_BYTES)
+        .max_head_bytes(app.limits.max_head_bytes)
+        .head_timeout(app.limits.header_timeout)
         .max_headers(MAX_HEADER_LINES)
         .websocket_config(socket_config());
-    let sockets =
-        ChatSockets { acceptor, hub: Arc::clone(&app.hub), lifecycle: app.lifecycle.clone(), auth: auth.clone() };
+    let sockets = ChatSockets {
+        acceptor,
+        hub: Arc::clone(&app.hub),
+        lifecycle: app.lifecycle.clone(),
+        auth: auth.clone(),
+        sockets: Arc::clone(&app.sockets),
+    };
     let http = Router::new().route("/", get(page)).route("/app.js", get(script)).merge(api).merge(chat).with_state(app);
     Routes { http, sockets: Some(Arc::new(sockets)) }
 }
@@ -378,12 +439,18 @@ async fn stream_without_auth(State(app): State<App>, request: Request) -> Respon
 /// is resident for every idle socket: tungstenite's default (128 KiB) would
 /// cost ~130 KiB per socket. Chat frames are small; a larger one still
 /// arrives, in several reads.
+///
+/// The write buffer is bounded like the socket's queue: tungstenite answers
+/// pings by itself, into this buffer, and a client that pings and never
+/// reads would grow it without limit (the reader also counts each answer
+/// toward the socket's queue, which drops such a client).
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(super::chat::QUEUE_BYTES)
 }
 
 /// Accepts a WebSocket handshake that reached the router: answers 101 and
@@ -517,9 +584,11 @@ async fn login(State(app): State<App>, request: Request) -> Response {
         return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"}));
     };
     let ip = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map_or([0u8; 4].into(), |c| c.0.ip());
-    if let Err(throttled) = app.logins.throttled(ip, &username) {
-        return too_many(throttled);
-    }
+    // Counted from here until known: a burst is checked no more than the limit allows.
+    let attempt = match app.logins.throttled(ip, &username) {
+        Ok(attempt) => attempt,
+        Err(throttled) => return too_many(throttled),
+    };
     let login = match app.db.login(&username).await {
         Ok(login) => login,
         Err(error) => {
@@ -536,10 +605,11 @@ async fn login(State(app): State<App>, request: Request) -> Response {
     let user = match login {
         Some(login) if matches && login.is_active => login,
         _ => {
-            app.logins.failed(ip, &username);
+            attempt.failed();
             return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"}));
         }
     };
+    drop(attempt);
     let token = match app.lifecycle.issue(&user.user(), Some(app.limits.login_token_ttl)).await {
         Ok(token) => token,
         Err(error) => {
@@ -578,7 +648,9 @@ async fn logout(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Re
 }
 
 /// `POST /api/token`: a fresh token for the same user, for a client whose
-/// token expires soon; optional JSON body `{"ttl": SECS}`.
+/// token expires soon; optional JSON body `{"ttl": SECS}` (an object with no
+/// other member). The caller's token is confirmed by the token table itself,
+/// never only the cache: a token revoked on another process mints nothing.
 async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match read_body(body, &app.limits).await {
@@ -592,21 +664,17 @@ async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, re
         if media_type(&parts.headers) != "application/json" {
             return unsupported_media_type();
         }
-        let Ok(asked) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return json_response(StatusCode::BAD_REQUEST, json!({"error": "MALFORMED_REQUEST"}));
-        };
-        match asked.get("ttl").map(|ttl| ttl.as_u64().filter(|s| *s > 0 && *s <= most.as_secs())) {
-            None => most,
-            Some(Some(secs)) => std::time::Duration::from_secs(secs),
-            Some(None) => return json_response(StatusCode::BAD_REQUEST, json!({"error": "INVALID_TTL"})),
+        match asked_ttl(&body, most) {
+            Ok(ttl) => ttl,
+            Err(error) => return json_response(StatusCode::BAD_REQUEST, json!({ "error": error })),
         }
     };
-    let token = match app.lifecycle.issue(&user.user, Some(ttl)).await {
+    if let Err(busy) = app.issues.tokens.take(&user.user.id) {
+        return too_many(busy);
+    }
+    let token = match app.lifecycle.issue_from(&user, Some(ttl)).await {
         Ok(token) => token,
-        Err(error) => {
-            tracing::error!(%error, "token: cannot issue a token");
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
-        }
+        Err(rejection) => return refusal(&app, &rejection, "token"),
     };
     let mut response =
         json_response(StatusCode::OK, json!({"token": token.expose_secret(), "expires_in": ttl.as_secs()}));
@@ -616,15 +684,46 @@ async fn new_token(State(app): State<App>, user: AuthenticatedUser<ChatUser>, re
     response
 }
 
+/// The lifetime a `POST /api/token` body asks for: `{}` or `{"ttl": SECS}`
+/// with 0 < SECS <= `most`. Anything else is the error of a 400: another
+/// JSON value or member (`5`, `[..]`, `{"TTL": 5}`) is `MALFORMED_REQUEST`,
+/// a `ttl` out of range or not a whole number `INVALID_TTL`.
+fn asked_ttl(body: &[u8], most: Duration) -> Result<Duration, &'static str> {
+    let Ok(serde_json::Value::Object(asked)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Err("MALFORMED_REQUEST");
+    };
+    if asked.keys().any(|key| key != "ttl") {
+        return Err("MALFORMED_REQUEST");
+    }
+    match asked.get("ttl").map(|ttl| ttl.as_u64().filter(|s| *s > 0 && *s <= most.as_secs())) {
+        None => Ok(most),
+        Some(Some(secs)) => Ok(Duration::from_secs(secs)),
+        Some(None) => Err("INVALID_TTL"),
+    }
+}
+
+/// The answer when minting was refused: the authenticator's own refusal for
+/// a token the store no longer accepts (401), 503 for an outage.
+fn refusal(app: &App, rejection: &Rejection, what: &str) -> Response {
+    match rejection {
+        Rejection::StoreUnavailable(error) => {
+            tracing::error!(%error, "{what}: the token store failed");
+            json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}))
+        }
+        other => app.auth.refusal(other).map(Body::from).into_response(),
+    }
+}
+
 /// `POST /api/ticket`: a single-use connect ticket bound to the caller's
-/// token, for `GET /chat/stream/?ticket=...`.
+/// token, for `GET /chat/stream/?ticket=...`; the token is confirmed by the
+/// token table itself first.
 async fn new_ticket(State(app): State<App>, user: AuthenticatedUser<ChatUser>) -> Response {
+    if let Err(busy) = app.issues.tickets.take(&user.user.id) {
+        return too_many(busy);
+    }
     let ticket = match app.auth.issue_ticket(&user).await {
         Ok(ticket) => ticket,
-        Err(error) => {
-            tracing::error!(token_id = %user.token_id(), %error, "ticket: cannot issue a ticket");
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));
-        }
+        Err(rejection) => return refusal(&app, &rejection, "ticket"),
     };
     // The configured lifetime, or less when the token expires sooner.
     let left = ticket.expires_in().as_millis().div_ceil(1000);
@@ -667,13 +766,17 @@ async fn stream(
     slot: Option<axum::Extension<Slot>>,
     request: Request,
 ) -> Response {
+    let held: UserSocket = match app.sockets.open(user.user.id) {
+        Ok(held) => held,
+        Err(busy) => return too_many_sockets(busy, &user).map(Body::from).into_response(),
+    };
     // Registered before the 101 goes out, so a logout cannot slip in between;
     // if the upgrade fails, the watch is dropped and unregistered.
     let watch = app.lifecycle.watch(&user);
     // Only what the socket needs is kept for its lifetime (not the whole App):
     // every byte of this future is held by every open socket.
     let (hub, auth) = (app.hub, app.auth);
-    upgrade(request, move |socket| hub.serve(socket, user, watch, auth, slot))
+    upgrade(request, move |socket| hub.serve(socket, user, watch, auth, (slot, held)))
 }
 
 #[cfg(test)]

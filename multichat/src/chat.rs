@@ -18,7 +18,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -29,7 +28,7 @@ use super::api::Store;
 use super::db::{ChatUser, RoomRow};
 use super::outbox::{Close, Outbox, Then};
 use super::protocol::{self, Command, Malformed};
-use super::relay::Relayed;
+use super::relay::{RelayQueue, Relayed};
 
 /// The longest chat message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -45,6 +44,10 @@ pub const QUEUE_BYTES: usize = 1 << 20;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The close code for a WebSocket protocol violation.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// The close code for a text frame that is not valid UTF-8 (RFC 6455, 7.4.1).
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// A pong's frame header (a control frame's payload is at most 125 bytes).
+const PONG_HEADER_BYTES: usize = 2;
 
 /// A socket to which nothing could be written for this long is dropped: its
 /// client stopped reading (PROTOCOL.md, "Limits and hostile clients").
@@ -61,7 +64,7 @@ pub struct Hub {
     notices: bool,
     next_id: AtomicU64,
     /// With several processes: where room frames go instead of the local members.
-    relay: Option<mpsc::UnboundedSender<Relayed>>,
+    relay: Option<Arc<RelayQueue>>,
 }
 
 #[derive(Debug)]
@@ -107,7 +110,7 @@ type Member = Arc<Outbox>;
 impl Hub {
     /// A hub over the database's rooms; `notices` sends enter/leave notices;
     /// `relay` carries room frames to every process (see `relay.rs`).
-    pub fn new(rooms: Vec<RoomRow>, notices: bool, relay: Option<mpsc::UnboundedSender<Relayed>>) -> Self {
+    pub fn new(rooms: Vec<RoomRow>, notices: bool, relay: Option<Arc<RelayQueue>>) -> Self {
         let rooms = rooms
             .into_iter()
             .map(|r| {
@@ -125,9 +128,7 @@ impl Hub {
     fn broadcast(&self, room: &Room, members: &Members, frame: Utf8Bytes, skip: Option<u64>) {
         match &self.relay {
             Some(relay) => {
-                let relayed = Relayed { room: room.id.clone(), skip, frame: Some(frame), join: false };
-                // The receiving task lives as long as the process.
-                let _ = relay.send(relayed);
+                relay.push(Relayed { room: room.id.clone(), skip, frame: Some(frame), join: false });
             }
             None => members.push_all(&frame, skip),
         }
@@ -221,7 +222,13 @@ impl Hub {
                     }
                     Some(Ok(Message::Binary(_))) => conn.error("MALFORMED_COMMAND"),
                     Some(Ok(Message::Close(_))) | None => break,
-                    Some(Ok(_)) => {} // ping and pong: answered by the library
+                    // tungstenite queued the pong itself: it counts toward the
+                    // socket's bound, and the writer flushes it (a client that
+                    // pings and never reads is dropped like any slow reader).
+                    Some(Ok(Message::Ping(payload))) => {
+                        conn.me.answered(payload.len() + PONG_HEADER_BYTES);
+                    }
+                    Some(Ok(_)) => {} // pong
                     Some(Err(error)) => {
                         if let Some(close) = close_for(error) {
                             conn.me.close(close);
@@ -265,8 +272,9 @@ async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut batch = VecDeque::new();
     loop {
-        let then = outbox.take(&mut batch).await;
-        let mut bytes = 0;
+        // Answers: pongs tungstenite holds; the flush below sends them.
+        let (then, answers) = outbox.take(&mut batch).await;
+        let mut bytes = answers;
         // A client that reads nothing fills the kernel's buffer and then the
         // write waits: past the deadline, drop it.
         let sent = within(WRITE_DEADLINE, async {
@@ -397,7 +405,7 @@ impl Conn {
             // Active once the join comes back through Redis, in Redis's order.
             Some(relay) => {
                 members.pending.insert(self.id, self.me.clone());
-                let _ = relay.send(Relayed { room: room.id.clone(), skip: Some(self.id), frame: notice, join: true });
+                relay.push(Relayed { room: room.id.clone(), skip: Some(self.id), frame: notice, join: true });
             }
             // Sent before the joiner is added, so never to the joiner.
             None => {
@@ -461,11 +469,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The close frame that answers a read error, if the connection can still
 /// take one: 1009 for a message or frame over the limits, 1002 for a
 /// WebSocket protocol violation (unmasked client frame, reserved bits,
-/// unknown opcode); none when the connection broke.
+/// unknown opcode), 1007 for a text message that is not UTF-8; none when the
+/// connection broke.
 fn close_for(error: WsError) -> Option<Close> {
     match error {
         WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
         WsError::Protocol(_) => Some((CLOSE_PROTOCOL_ERROR, "protocol error")),
+        WsError::Utf8(_) => Some((CLOSE_INVALID_DATA, "invalid utf-8")),
         _ => None,
     }
 }

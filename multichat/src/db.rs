@@ -82,6 +82,10 @@ impl TokenStore for Tokens {
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<ChatUser>>, StoreError> {
         with_store!(self, store => store.authenticate(token).await)
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        with_store!(self, store => store.is_locked_out(token).await)
+    }
 }
 
 #[async_trait]

@@ -30,12 +30,11 @@ pub mod relay;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
+use ws_token_auth::live::AccessEvent;
 use ws_token_auth::live::redis::RevocationBus;
-use ws_token_auth::{Lifecycle, ManageTokens, OriginPolicy, Token};
+use ws_token_auth::{ManageTokens, OriginPolicy, Token};
 
-use self::db::{ChatUser, Db, Error, Tokens, hash_password};
+use self::db::{ChatUser, Db, Error, hash_password};
 use self::limits::Limits;
 
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
@@ -43,7 +42,8 @@ commands:
   serve [--bind 127.0.0.1:8000] [--allowed-origin URL]... [--redis-url URL] [--no-notices]
         [--secure-cookies] [--revalidate-secs 60] [--header-timeout-secs 10] [--body-timeout-secs 10]
         [--max-connections 10000] [--max-concurrent-logins CORES] [--login-token-ttl-secs 1209600]
-        [--expiry-warning-secs 60] [--ticket-ttl 30]
+        [--expiry-warning-secs 60] [--ticket-ttl 30] [--max-head-bytes 32768]
+        [--max-sockets-per-user 100] [--max-issues-per-minute 30] [--purge-every-secs 60]
   create-user NAME [--password PW] [--staff] [--token-ttl SECS]
   issue-token NAME [--ttl SECS]
   seed-users --count N [--prefix user] [--password PW]
@@ -155,6 +155,10 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 "--login-token-ttl-secs",
                 "--expiry-warning-secs",
                 "--ticket-ttl",
+                "--max-head-bytes",
+                "--max-sockets-per-user",
+                "--max-issues-per-minute",
+                "--purge-every-secs",
             ])?;
             let defaults = Limits::default();
             let secs = |flag: &str, default: std::time::Duration| {
@@ -166,6 +170,10 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 })
             };
             let max_concurrent_logins = count("--max-concurrent-logins", defaults.max_concurrent_logins)?;
+            let max_head_bytes = count("--max-head-bytes", defaults.max_head_bytes)?;
+            if max_head_bytes < api::MIN_HEAD_BYTES {
+                return Err(format!("--max-head-bytes {max_head_bytes}: at least {}", api::MIN_HEAD_BYTES));
+            }
             let limits = Limits {
                 header_timeout: secs("--header-timeout-secs", defaults.header_timeout)?,
                 body_timeout: secs("--body-timeout-secs", defaults.body_timeout)?,
@@ -175,6 +183,10 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 login_token_ttl: secs("--login-token-ttl-secs", defaults.login_token_ttl)?,
                 expiry_warning: secs("--expiry-warning-secs", defaults.expiry_warning)?,
                 ticket_ttl: secs("--ticket-ttl", defaults.ticket_ttl)?,
+                max_head_bytes,
+                max_sockets_per_user: count("--max-sockets-per-user", defaults.max_sockets_per_user)?,
+                max_issues_per_minute: count("--max-issues-per-minute", defaults.max_issues_per_minute)?,
+                purge_every: secs("--purge-every-secs", defaults.purge_every)?,
             };
             let bind = take("--bind").unwrap_or_else(|| "127.0.0.1:8000".into());
             Command::Serve {
@@ -269,19 +281,33 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// The lifecycle of a one-off command: the token table, and with
-/// `--redis-url` the bus, so that every `serve` process hears the change at
-/// once (else they notice at their next revalidation).
-async fn lifecycle(db: &Db, redis_url: Option<&str>, database_url: &str) -> Result<Lifecycle<Tokens>, Error> {
-    let lifecycle = Lifecycle::new(Arc::new(db.tokens.clone()));
-    match redis_url {
-        Some(redis_url) => {
-            let (_, channel) = relay::channels(database_url);
-            Ok(lifecycle.with_bus(RevocationBus::connect(redis_url, channel).await?))
-        }
-        None => {
-            eprintln!("running servers act on this at their next revalidation (--redis-url: at once)");
-            Ok(lifecycle)
+/// How a one-off command tells the running `serve` processes of a change it
+/// made in the database: over the bus with `--redis-url`, else not at all
+/// (they act on it at their next revalidation). The database is changed
+/// first, whatever Redis does: it is the source of truth.
+struct Tell {
+    bus: Option<RevocationBus>,
+}
+
+impl Tell {
+    fn new(redis_url: Option<&str>, database_url: &str) -> Result<Self, Error> {
+        let bus = redis_url.map(|url| RevocationBus::new(url, relay::channels(database_url).1)).transpose()?;
+        Ok(Self { bus })
+    }
+
+    /// Publishes `event`; a Redis that does not take it is a warning, not a
+    /// failure: the change is made, the others learn it later.
+    async fn others(&self, event: AccessEvent) {
+        match &self.bus {
+            Some(bus) => {
+                if let Err(error) = bus.publish(&event).await {
+                    eprintln!(
+                        "warning: done in the database, but Redis could not be told ({error}): running servers act \
+                         on this within their --revalidate-secs"
+                    );
+                }
+            }
+            None => eprintln!("running servers act on this at their next revalidation (--redis-url: at once)"),
         }
     }
 }
@@ -314,6 +340,9 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             // Tokens revoked behind this process's back (another process, the
             // database itself) close their sockets within this interval.
             app.lifecycle.revalidate_every(std::time::Duration::from_secs(revalidate_secs));
+            // Expired tokens and tickets leave the database (a ticket's row
+            // never outlives its expiry by more than this).
+            app.lifecycle.purge_every(limits.purge_every);
             let listener = tokio::net::TcpListener::bind(bind).await?;
             let addr = listener.local_addr()?;
             println!("http://{addr}");
@@ -341,7 +370,11 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             println!("{}", token.expose_secret());
         }
         Command::IssueToken { name, ttl } => {
-            let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
+            let login = db.login(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
+            if !login.is_active {
+                return Err(format!("{name} is deactivated: `multichat activate {name}` first").into());
+            }
+            let id = login.user().id;
             let token = db.issue_token(id, ttl.map(std::time::Duration::from_secs)).await?;
             eprintln!("issued a token for {name}");
             println!("{}", token.expose_secret());
@@ -363,29 +396,37 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
         }
         Command::Revoke { token: Some(token), redis_url, .. } => {
             let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
-            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke(&token).await?;
+            let tell = Tell::new(redis_url.as_deref(), url)?;
+            let revoked = db.tokens.revoke(&token).await?;
+            tell.others(AccessEvent::token_revoked(token.id())).await;
             println!("{}", u8::from(revoked));
         }
         Command::RevokeFromStdin { redis_url } => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let token = Token::new(line.trim()).map_err(|e| format!("standard input holds no token: {e}"))?;
-            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke(&token).await?;
+            let tell = Tell::new(redis_url.as_deref(), url)?;
+            let revoked = db.tokens.revoke(&token).await?;
+            tell.others(AccessEvent::token_revoked(token.id())).await;
             println!("{}", u8::from(revoked));
         }
         Command::Revoke { user: Some(name), redis_url, .. } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            let revoked = lifecycle(&db, redis_url.as_deref(), url).await?.revoke_user(&id).await?;
+            let tell = Tell::new(redis_url.as_deref(), url)?;
+            let revoked = db.tokens.revoke_user(&id).await?;
+            tell.others(AccessEvent::user_revoked(id.to_string())).await;
             println!("{revoked}");
         }
         Command::SetActive { name, active, redis_url } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            let lifecycle = lifecycle(&db, redis_url.as_deref(), url).await?;
+            let tell = Tell::new(redis_url.as_deref(), url)?;
             if active {
-                lifecycle.let_in(&id).await?;
+                db.tokens.unlock_user(&id).await?;
+                tell.others(AccessEvent::user_restored(id.to_string())).await;
                 eprintln!("activated {name}");
             } else {
-                lifecycle.lock_out(&id).await?;
+                db.tokens.lock_user(&id).await?;
+                tell.others(AccessEvent::user_locked_out(id.to_string())).await;
                 eprintln!("deactivated {name}: its sockets close with 4403");
             }
         }

@@ -59,6 +59,9 @@ struct State {
     frames: VecDeque<Utf8Bytes>,
     /// Bytes queued or taken and not yet written.
     bytes: usize,
+    /// Bytes of automatic answers (pongs) that tungstenite holds for the
+    /// writer's next flush, not yet taken.
+    answers: usize,
     ended: bool,
     close: Option<Close>,
 }
@@ -100,6 +103,30 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// Counts `bytes` of an automatic answer (the pong tungstenite queued
+    /// for a ping) toward the bound, and has the writer flush it. A client
+    /// that sends pings and never reads is kicked once its answers pass the
+    /// bound, as one whose frames do.
+    pub fn answered(&self, bytes: usize) -> Pushed {
+        let mut state = self.lock();
+        if state.ended {
+            return Pushed::Ended;
+        }
+        if state.bytes + bytes > self.limit {
+            drop(state);
+            self.kick.notify_one();
+            return Pushed::Full;
+        }
+        state.bytes += bytes;
+        let was_idle = state.frames.is_empty() && state.answers == 0;
+        state.answers += bytes;
+        drop(state);
+        if was_idle {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
     /// Ends the queue with a close frame, sent after what is already queued
     /// (unless the queue had already ended). Not bound by the byte limit.
     pub fn close(&self, close: Close) {
@@ -119,20 +146,22 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Waits for frames or the end, moves every queued frame into `batch`
-    /// (which the writer passes back empty, to keep its allocation), and says
-    /// what comes after them.
-    pub async fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> Then {
+    /// Waits for frames, answers to flush or the end, moves every queued
+    /// frame into `batch` (which the writer passes back empty, to keep its
+    /// allocation), and says what comes after them and how many bytes of
+    /// answers the flush after them sends (to pass to [`written`](Self::written)).
+    pub async fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> (Then, usize) {
         loop {
             {
                 let mut state = self.lock();
+                let answers = std::mem::take(&mut state.answers);
                 if state.ended {
                     std::mem::swap(&mut state.frames, batch);
-                    return state.close.take().map_or(Then::End, Then::Close);
+                    return (state.close.take().map_or(Then::End, Then::Close), answers);
                 }
-                if !state.frames.is_empty() {
+                if !state.frames.is_empty() || answers > 0 {
                     std::mem::swap(&mut state.frames, batch);
-                    return Then::More;
+                    return (Then::More, answers);
                 }
                 state.frames.shrink_to(IDLE_CAPACITY);
             }
@@ -187,7 +216,7 @@ mod tests {
             assert_eq!(outbox.push(text(s)), Pushed::Queued);
         }
         let mut batch = VecDeque::new();
-        assert_eq!(outbox.take(&mut batch).await, Then::More);
+        assert_eq!(outbox.take(&mut batch).await, (Then::More, 0));
         assert_eq!(texts(&batch), ["a", "b", "c"]);
     }
 
@@ -200,7 +229,7 @@ mod tests {
             async move {
                 let mut batch = VecDeque::new();
                 loop {
-                    let then = outbox.take(&mut batch).await;
+                    let (then, _) = outbox.take(&mut batch).await;
                     for text in batch.drain(..) {
                         let _ = seen.send(text.to_string());
                     }
@@ -227,7 +256,7 @@ mod tests {
         let outbox = Outbox::new(10);
         assert_eq!(outbox.push(text("123456")), Pushed::Queued);
         let mut batch = VecDeque::new();
-        assert_eq!(outbox.take(&mut batch).await, Then::More);
+        assert_eq!(outbox.take(&mut batch).await, (Then::More, 0));
         // Taken but not yet written: still counted.
         assert_eq!(outbox.push(text("12345")), Pushed::Full);
         tokio::time::timeout(Duration::from_secs(1), outbox.kicked()).await.expect("kicked");
@@ -237,7 +266,7 @@ mod tests {
         // The close frame is not bound: a full queue still ends with it.
         outbox.close((1000, "bye"));
         batch.clear();
-        assert_eq!(outbox.take(&mut batch).await, Then::Close((1000, "bye")));
+        assert_eq!(outbox.take(&mut batch).await, (Then::Close((1000, "bye")), 0));
         assert_eq!(texts(&batch), ["12345", "12345"]);
     }
 
@@ -250,7 +279,7 @@ mod tests {
         // A close after the end is not sent: the socket already ends.
         outbox.close((1000, "late"));
         let mut batch = VecDeque::new();
-        assert_eq!(outbox.take(&mut batch).await, Then::End);
+        assert_eq!(outbox.take(&mut batch).await, (Then::End, 0));
         assert_eq!(texts(&batch), ["last"]);
     }
 
@@ -261,7 +290,7 @@ mod tests {
             outbox.push(text("notice"));
         }
         let mut batch = VecDeque::new();
-        assert_eq!(outbox.take(&mut batch).await, Then::More);
+        assert_eq!(outbox.take(&mut batch).await, (Then::More, 0));
         assert!(batch.capacity() >= 1000);
         batch.clear();
         // Nothing queued: the writer waits, and both buffers shrink first.
@@ -269,5 +298,24 @@ mod tests {
         assert!(waiting.is_err(), "nothing was queued");
         assert!(batch.capacity() <= IDLE_CAPACITY, "{}", batch.capacity());
         assert!(outbox.lock().frames.capacity() <= IDLE_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn answers_wake_the_writer_count_toward_the_bound_and_kick_past_it() {
+        let outbox = Outbox::new(300);
+        let mut batch = VecDeque::new();
+        // An answer alone wakes the writer, with no frame to send: it flushes.
+        assert_eq!(outbox.answered(127), Pushed::Queued);
+        let taken = tokio::time::timeout(Duration::from_secs(1), outbox.take(&mut batch)).await;
+        assert_eq!(taken.expect("woken by an answer"), (Then::More, 127));
+        assert!(batch.is_empty());
+        // Not yet written: still counted, with frames and other answers.
+        assert_eq!(outbox.answered(127), Pushed::Queued);
+        assert_eq!(outbox.answered(127), Pushed::Full, "past the bound");
+        tokio::time::timeout(Duration::from_secs(1), outbox.kicked()).await.expect("kicked");
+        outbox.written(127);
+        assert_eq!(outbox.push(text("frame")), Pushed::Queued);
+        assert_eq!(outbox.take(&mut batch).await, (Then::More, 127));
+        assert_eq!(texts(&batch), ["frame"]);
     }
 }

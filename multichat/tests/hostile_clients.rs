@@ -107,10 +107,16 @@ async fn refused_at_once(addr: SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_hold_their_connection_slot() {
-    let (addr, _app, token) = app_with(Limits { max_connections: 3, ..Limits::default() }).await;
+    let (addr, app, token) = app_with(Limits { max_connections: 3, ..Limits::default() }).await;
+    // Three users: one user may hold no more than half of the connections.
+    let mut tokens = vec![token];
+    for name in ["bob", "carol"] {
+        let id = app.db.create_user(name, &hash_password("pw").unwrap(), false).await.unwrap();
+        tokens.push(app.db.issue_token(id, None).await.unwrap().expose_secret().to_owned());
+    }
     let mut sockets = Vec::new();
-    for _ in 0..3 {
-        sockets.push(common::connect_with_token(addr, &token).await);
+    for token in &tokens {
+        sockets.push(common::connect_with_token(addr, token).await);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(refused_at_once(addr).await, "three open WebSockets, a cap of three: a fourth connection was let in");

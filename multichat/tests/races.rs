@@ -32,6 +32,9 @@ struct ChatNode {
 async fn chat_node(database_url: &str, redis_url: &str) -> ChatNode {
     let db = multichat::db::Db::open(database_url).await.unwrap_or_else(|e| panic!("cannot open {database_url}: {e}"));
     let app = multichat::api::App::with_redis(db, false, false, redis_url, database_url).await.unwrap();
+    // One user hammers both nodes with handshakes: far past the default socket cap per user.
+    let limits = multichat::limits::Limits { max_sockets_per_user: 10_000, ..Default::default() };
+    let app = app.with_limits(limits);
     ChatNode { addr: common::serve_app(app.clone()).await, app }
 }
 
