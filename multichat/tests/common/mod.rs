@@ -88,3 +88,84 @@ pub async fn http(
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     (head[9..12].parse().unwrap(), head.to_owned(), body.to_owned())
 }
+
+/// Opens the chat socket by hand on a raw TCP stream (the Android way: the
+/// cookie, no Origin) and returns the stream after its `101`, for tests that
+/// write frames byte by byte or never read. `recv_buffer` shrinks the
+/// client's kernel receive buffer, so that a client that reads nothing
+/// pushes back on the server at once.
+pub async fn raw_socket(addr: SocketAddr, token: &str, recv_buffer: Option<u32>) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /chat/stream/ HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: key={token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// One masked client frame (FIN set) with `opcode` and `payload`.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    frame
+}
+
+/// Samples the process's live heap (the counting allocator's count) every
+/// few milliseconds until dropped; `peak` is the highest seen.
+pub struct HeapPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicIsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HeapPeak {
+    /// Starts sampling `live` (e.g. `testkit::live_bytes`).
+    pub fn start(live: fn() -> isize) -> Self {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicIsize::new(live()));
+        let seen = std::sync::Arc::clone(&peak);
+        let task = tokio::spawn(async move {
+            loop {
+                seen.fetch_max(live(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        Self { peak, task }
+    }
+
+    /// The highest live heap seen so far.
+    pub fn peak(&self) -> isize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for HeapPeak {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,11 +1,14 @@
 //! Test helpers shared by the workspace's packages (the library's tests and
 //! the multichat app's): real WebSocket clients over loopback, a TCP proxy a
-//! test can cut to play an outage, and a counting allocator.
+//! test can cut to play an outage, a private Redis to stop and freeze, and a
+//! counting allocator.
 
 mod counting_alloc;
 mod proxy;
+mod redis;
 mod ws;
 
 pub use counting_alloc::{CountingAlloc, live_bytes};
 pub use proxy::{Proxy, host_port, through};
+pub use redis::PrivateRedis;
 pub use ws::{Socket, close_code, handshake, next_json, next_text, next_text_within, send_json};
