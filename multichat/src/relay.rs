@@ -19,8 +19,9 @@
 //! - a batch that Redis refused because the connection is gone stays queued
 //!   and goes out on the next connection; one that timed out is dropped
 //!   (Redis may still deliver it: sent twice would be worse);
-//! - the publisher waits until the subscriber is subscribed, so that after an
-//!   outage nothing is published that this node would not hear back;
+//! - the publisher waits until the subscriber has heard itself (a probe
+//!   published and received back), so that after an outage nothing is
+//!   published that this node would not hear back;
 //! - the process starts while Redis is down, and both tasks reconnect by
 //!   themselves.
 
@@ -311,18 +312,38 @@ fn is_connection_error(error: &redis::RedisError) -> bool {
 }
 
 /// The subscriber: delivers every node's frames to this node's sockets, and
-/// says when it listens.
+/// says when it listens. A subscription counts once it has heard itself: it
+/// publishes a probe (a message of no records, which every node ignores)
+/// every second until the probe comes back. (A Redis that refuses SUBSCRIBE,
+/// by ACL or renamed command, is answered with an error that redis-rs 0.32
+/// passes as success; frames published then would be heard by no one.)
 async fn deliver_all(client: redis::Client, channel: String, node: u64, hub: Arc<Hub>, subscribed: Arc<Subscribed>) {
     let mut backoff = BACKOFF_MIN;
+    let probe = format!("{node}\n#probe {}", ws_token_auth::Token::generate().id());
     loop {
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
-                backoff = BACKOFF_MIN;
-                subscribed.set(true);
                 let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    for (room, skip, frame, join) in Records::new(message.get_payload_bytes(), node) {
-                        hub.deliver_local(room, skip, frame, join);
+                let mut heard_itself = false;
+                let mut tick = tokio::time::interval(BACKOFF_MAX);
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            let Some(message) = message else { break };
+                            let payload = message.get_payload_bytes();
+                            if payload == probe.as_bytes() {
+                                if !heard_itself {
+                                    heard_itself = true;
+                                    backoff = BACKOFF_MIN;
+                                    subscribed.set(true);
+                                }
+                                continue;
+                            }
+                            for (room, skip, frame, join) in Records::new(payload, node) {
+                                hub.deliver_local(room, skip, frame, join);
+                            }
+                        }
+                        _ = tick.tick(), if !heard_itself => publish_probe(&client, &channel, &probe).await,
                     }
                 }
                 subscribed.set(false);
@@ -333,6 +354,15 @@ async fn deliver_all(client: redis::Client, channel: String, node: u64, hub: Arc
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Publishes the subscriber's probe on a connection of its own; a failure
+/// is tried again at the next tick.
+async fn publish_probe(client: &redis::Client, channel: &str, probe: &str) {
+    let Ok(mut connection) = connect(client).await else { return };
+    let mut command = redis::cmd("PUBLISH");
+    command.arg(channel).arg(probe);
+    let _ = tokio::time::timeout(PUBLISH_TIMEOUT, command.query_async::<usize>(&mut connection)).await;
 }
 
 async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
@@ -430,6 +460,8 @@ mod tests {
         // Cut short: the whole records before the break.
         assert_eq!(Records::new(&payload[..payload.len() - 2], 42).count(), 2);
         assert_eq!(Records::new(b"garbage", 42).count(), 0);
+        // A subscriber's probe carries no record: every node ignores it.
+        assert_eq!(Records::new(b"42\n#probe 0123456789abcdef", 42).count(), 0);
     }
 
     #[test]

@@ -58,23 +58,31 @@ async fn login(addr: SocketAddr, password: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_elsewhere_but_cached_here_mints_nothing() {
     let (url, db, id, token) = alice_db("multichat-mint").await;
-    let other = db.issue_token(id, None).await.unwrap();
+    let (for_ticket, for_token, for_refresh) = (
+        db.issue_token(id, None).await.unwrap(),
+        db.issue_token(id, None).await.unwrap(),
+        db.issue_token(id, None).await.unwrap(),
+    );
     let here = common::serve_app(App::new(db, false, false).await.unwrap()).await;
-    // Both tokens in this process's cache: a socket on one, an API call with the other.
+    // Every token in this process's cache: a socket on one, an API call (`/api/me`) with each other.
     let mut socket = common::connect_with_token(here, token.expose_secret()).await;
-    assert_eq!(post(here, "/api/ticket", &other, "").await.0, 200, "cached and valid");
+    for cached in [&for_ticket, &for_token, &for_refresh] {
+        assert_eq!(
+            common::http(here, "GET", "/api/me", &[("cookie", &format!("key={}", cached.expose_secret()))], "").await.0,
+            200
+        );
+    }
 
-    // Another process (its own handle, no bus) revokes them.
+    // Another process (its own handle, no bus) revokes them; each is then used here once, for one thing.
     let elsewhere = Db::open(&url).await.unwrap();
-    assert!(elsewhere.tokens.revoke(&other).await.unwrap());
-    let (status, _, body) = post(here, "/api/token", &other, "").await;
+    for revoked in [&for_ticket, &for_token, &for_refresh] {
+        assert!(elsewhere.tokens.revoke(revoked).await.unwrap());
+    }
+    let (status, _, body) = post(here, "/api/ticket", &for_ticket, "").await;
+    assert_eq!(status, 401, "a ticket minted from a token revoked elsewhere: {body}");
+    let (status, _, body) = post(here, "/api/token", &for_token, "").await;
     assert_eq!(status, 401, "a fresh token minted from a revoked one: {body}");
-    assert_eq!(post(here, "/api/ticket", &other, "").await.0, 401, "a ticket minted from a revoked token");
-    // A refresh onto a token revoked elsewhere (and cached here) is refused.
-    let third = elsewhere.issue_token(id, None).await.unwrap();
-    assert_eq!(post(here, "/api/ticket", &third, "").await.0, 200, "now cached here");
-    assert!(elsewhere.tokens.revoke(&third).await.unwrap());
-    testkit::send_json(&mut socket, json!({"command": "refresh", "token": third.expose_secret()})).await;
+    testkit::send_json(&mut socket, json!({"command": "refresh", "token": for_refresh.expose_secret()})).await;
     assert_eq!(testkit::next_json(&mut socket).await["error"], "REFRESH_REJECTED");
 }
 
@@ -291,9 +299,14 @@ async fn a_node_starts_without_redis_and_joins_made_meanwhile_hear_the_room() {
         testkit::send_json(socket, json!({"command": "join", "room": "1"})).await;
         assert_eq!(testkit::next_json(socket).await["join"], "1");
     }
+    // A Redis that takes publishes but no subscriber: the node must not
+    // publish into it what it would not hear back (the joins, the frame).
+    testkit::send_json(&mut bob, json!({"command": "send", "room": "1", "message": "first"})).await;
+    redis.restart_with(&["--rename-command", "SUBSCRIBE", ""]).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.stop().await;
     redis.restart().await;
     // The first frame after Redis is back reaches the room.
-    testkit::send_json(&mut bob, json!({"command": "send", "room": "1", "message": "first"})).await;
     assert!(receives(&mut alice, "first", Duration::from_secs(10)).await, "the first frame after recovery was lost");
     // And Redis going away again and coming back: the same.
     redis.stop().await;

@@ -37,9 +37,17 @@ impl PrivateRedis {
 
     /// Starts it again on the same port (after [`stop`](Self::stop)).
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// [`restart`](Self::restart) with more `redis-server` arguments (say,
+    /// `["--rename-command", "SUBSCRIBE", ""]`: a server that takes
+    /// publishes but no subscribers).
+    pub async fn restart_with(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(args)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
