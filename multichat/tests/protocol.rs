@@ -710,4 +710,14 @@ fn command_line() {
     assert_eq!(limits.ticket_ttl.as_secs(), 30, "PROTOCOL.md's default");
     assert!(parse(&args("serve --ticket-ttl soon")).is_err());
     assert_eq!(redis_url.as_deref(), Some("redis://r"));
+    // The hostile-load limits: PROTOCOL.md's defaults, and each one an option.
+    let Command::Serve { limits, .. } = parse(&args("serve")).unwrap().1 else { panic!("not serve") };
+    let defaults = (limits.max_head_bytes, limits.max_sockets_per_user, limits.max_issues_per_minute);
+    assert_eq!((defaults, limits.purge_every.as_secs()), ((32768, 100, 30), 60));
+    let line = "serve --max-head-bytes 16384 --max-sockets-per-user 5 --max-issues-per-minute 7 --purge-every-secs 9";
+    let Command::Serve { limits, .. } = parse(&args(line)).unwrap().1 else { panic!("not serve") };
+    let given = (limits.max_head_bytes, limits.max_sockets_per_user, limits.max_issues_per_minute);
+    assert_eq!((given, limits.purge_every.as_secs()), ((16384, 5, 7), 9));
+    assert!(parse(&args("serve --max-head-bytes 4096")).is_err(), "below hyper's 8 KiB floor");
+    assert!(parse(&args("serve --max-sockets-per-user 0")).is_err());
 }

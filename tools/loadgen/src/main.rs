@@ -16,7 +16,9 @@
 //!   every cycle takes the next token of the file, none twice (so a server's
 //!   cache never has it): the run ends early, with an error, when the file runs out.
 //! - fanout: C receivers in room 1, one sender, M timestamped messages as fast
-//!   as they go → delivered messages/s, delivery latency p50/p99, lost.
+//!   as they go → delivered messages/s, delivery latency p50/p99, lost. With
+//!   `--sender-url`, the sender connects there (another node of the same chat)
+//!   and the receivers to `--url`.
 //! - hold: K sockets joined to room 1 and kept → the server's RSS per socket
 //!   (from /proc/PID/status), and a new handshake's latency while they are held.
 //! - storm: N connected sockets join room 1 at once → time until all joined,
@@ -25,7 +27,8 @@
 //!   (`--rate` messages/s) and a churn of reconnects and logouts (`--churn`
 //!   per second) → messages lost (sequence gaps; must be 0), the server's RSS
 //!   every 10 s (`--pid`), errors. Needs the seed password (`password`) to log
-//!   back in after a logout.
+//!   back in after a logout. With `--sender-url`, the storm is sent from
+//!   another node of the same chat.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 struct Options {
     mode: String,
     url: String,
+    /// fanout: where the sender connects (another node of one chat); `url` when not given.
+    sender_url: Option<String>,
     tokens: Vec<(String, String)>,
     workers: usize,
     seconds: u64,
@@ -78,6 +83,7 @@ fn options() -> Result<Options, Error> {
     }
     Ok(Options {
         mode,
+        sender_url: value("--sender-url"),
         url,
         tokens,
         workers: number("--workers", 50)?,
@@ -237,7 +243,9 @@ async fn fanout(o: &Options) -> Result<(), Error> {
         join(&mut socket, &o.room).await?;
         receivers.push(socket);
     }
-    let mut sender = open(&o.url, &sender_token).await?;
+    // On another node than the receivers when `--sender-url` says so: every
+    // delivery then crosses the relay between nodes.
+    let mut sender = open(o.sender_url.as_deref().unwrap_or(&o.url), &sender_token).await?;
     join(&mut sender, &o.room).await?;
     let clock = Instant::now();
     let expected = o.messages;
@@ -473,7 +481,9 @@ async fn soak(o: &Options) -> Result<(), Error> {
         .map(|socket| tokio::spawn(receive(socket, sender_name.clone(), stopped.clone())))
         .collect();
     eprintln!("soak: {} sockets open after {:.1?}", receivers.len(), clock.elapsed());
-    let mut sender = open(&o.url, &sender_token).await?;
+    // On another node than the receivers when `--sender-url` says so: every
+    // delivery then crosses the relay between nodes.
+    let mut sender = open(o.sender_url.as_deref().unwrap_or(&o.url), &sender_token).await?;
     join(&mut sender, &o.room).await?;
     let (mut sink, mut echoes) = sender.split();
     tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
