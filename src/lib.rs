@@ -13,6 +13,9 @@ mod authenticator;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+#[cfg(feature = "tungstenite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
+pub mod deflate;
 pub mod extract;
 mod identity;
 mod layer;

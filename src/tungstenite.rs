@@ -53,6 +53,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::authenticator::Authenticator;
+use crate::deflate::{self, Deflate};
 use crate::extract::offered_protocols;
 use crate::identity::Identity;
 use crate::rejection::Rejection;
@@ -96,7 +97,7 @@ pub fn default_websocket_config() -> WebSocketConfig {
 pub async fn accept_authenticated<S, St>(
     stream: S,
     auth: &Authenticator<St>,
-) -> Result<(WebSocketStream<S>, Identity<St::User>), HandshakeError>
+) -> Result<(WebSocketStream<Deflate<S>>, Identity<St::User>), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     St: TokenStore,
@@ -128,14 +129,17 @@ pub struct Acceptor<St> {
     protocols: Vec<String>,
     config: WebSocketConfig,
     path: Option<String>,
+    deflate: bool,
 }
 
 /// A handshake that was authenticated and accepted.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Accepted<S, U> {
-    /// The WebSocket.
-    pub socket: WebSocketStream<S>,
+    /// The WebSocket, over a [`Deflate`] layer that compresses when
+    /// permessage-deflate was agreed ([`Acceptor::permessage_deflate`]) and
+    /// passes every byte through otherwise.
+    pub socket: WebSocketStream<Deflate<S>>,
     /// Who opened it.
     pub identity: Identity<U>,
     /// The subprotocol the server echoed, if any.
@@ -153,6 +157,7 @@ impl<St: TokenStore> Acceptor<St> {
             protocols: Vec::new(),
             config: default_websocket_config(),
             path: None,
+            deflate: false,
         }
     }
 
@@ -223,6 +228,23 @@ impl<St: TokenStore> Acceptor<St> {
             config.max_write_buffer_size = DEFAULT_MAX_WRITE_BUFFER_BYTES.max(floor);
         }
         self.config = config;
+        self
+    }
+
+    /// Offers permessage-deflate (RFC 7692) to clients that ask for it (off by
+    /// default): the first offer this server can honour is accepted, always
+    /// without context takeover, and the socket's messages are compressed
+    /// both ways (see [`crate::deflate`]). A client that offers nothing, or
+    /// only what is declined, gets the plain protocol.
+    ///
+    /// ```
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, tungstenite::Acceptor};
+    ///
+    /// let acceptor = Acceptor::new(Authenticator::new(MemoryTokenStore::<String>::new())).permessage_deflate(true);
+    /// # let _ = acceptor;
+    /// ```
+    pub fn permessage_deflate(mut self, offer: bool) -> Self {
+        self.deflate = offer;
         self
     }
 
@@ -362,11 +384,20 @@ impl<St: TokenStore> Acceptor<St> {
             response.push_str(protocol);
             response.push_str("\r\n");
         }
+        let agreed = if self.deflate { deflate::negotiate(&head.headers) } else { None };
+        if let Some(agreed) = &agreed {
+            response.push_str("Sec-WebSocket-Extensions: ");
+            response.push_str(agreed.response().to_str().unwrap_or_default());
+            response.push_str("\r\n");
+        }
         response.push_str("\r\n");
         stream.write_all(response.as_bytes()).await?;
         stream.flush().await?;
 
-        let socket = WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(self.config)).await;
+        // Bytes after the head are frames: read through the layer, like the rest.
+        let max_message = self.config.max_message_size.unwrap_or(usize::MAX);
+        let io = Deflate::with_prefix(stream, head.rest, deflate::Role::Server, agreed, max_message);
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(self.config)).await;
         Ok((Accepted { socket, identity, protocol }, kept))
     }
 }

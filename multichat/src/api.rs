@@ -8,7 +8,8 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SET_COOKIE, UPGRADE,
+    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SET_COOKIE,
+    UPGRADE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use ws_token_auth::deflate::{self, Deflate};
 use ws_token_auth::extract::{DEFAULT_COOKIE_NAME, TokenSource};
 use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
@@ -395,7 +397,8 @@ pub fn router(mut app: App, origin: OriginPolicy) -> Routes {
         .max_head_bytes(app.limits.max_head_bytes)
         .head_timeout(app.limits.header_timeout)
         .max_headers(MAX_HEADER_LINES)
-        .websocket_config(socket_config());
+        .websocket_config(socket_config())
+        .permessage_deflate(true);
     let sockets = ChatSockets {
         acceptor,
         hub: Arc::clone(&app.hub),
@@ -458,7 +461,7 @@ fn socket_config() -> WebSocketConfig {
 /// answers why the request is no handshake (405, 400, 426).
 fn upgrade<F, Fut>(mut request: Request, serve: F) -> Response
 where
-    F: FnOnce(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> Fut + Send + 'static,
+    F: FnOnce(WebSocketStream<Deflate<TokioIo<hyper::upgrade::Upgraded>>>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     if request.method() != Method::GET {
@@ -472,11 +475,13 @@ where
             return answer.unwrap_or_else(|| StatusCode::BAD_REQUEST.into_response());
         }
     };
+    // permessage-deflate, as the acceptor's path offers it.
+    let agreed = deflate::negotiate(request.headers());
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            let socket =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
+            let io = Deflate::new(TokioIo::new(upgraded), deflate::Role::Server, agreed, MAX_FRAME_BYTES);
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config())).await;
             serve(socket).await;
         }
     });
@@ -485,7 +490,11 @@ where
         (UPGRADE, HeaderValue::from_static("websocket")),
         (SEC_WEBSOCKET_ACCEPT, accept),
     ];
-    (StatusCode::SWITCHING_PROTOCOLS, headers).into_response()
+    let mut response = (StatusCode::SWITCHING_PROTOCOLS, headers).into_response();
+    if let Some(agreed) = agreed {
+        response.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, agreed.response());
+    }
+    response
 }
 
 /// Each socket's read buffer.

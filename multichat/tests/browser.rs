@@ -83,6 +83,9 @@ async fn the_page_in_headless_chromium() {
     let report: Value = serde_json::from_str(done.strip_prefix("DONE ").expect(&done)).unwrap();
     assert_eq!(report["images"], 0, "an element was created from a message: {report}");
     assert_eq!(report["dialogs"], 0, "a message ran script: {report}");
+    // Chromium offers permessage-deflate, and the chat takes it (PROTOCOL.md, "The handshake").
+    let extensions = report["extensions"].as_str().unwrap_or_default();
+    assert!(extensions.starts_with("permessage-deflate"), "the socket's extensions: {report}");
     assert_eq!(report["xss_shown_as_text"], true, "{report}");
     assert!(report["shown"].as_array().unwrap().contains(&json!("hello from bob")), "{report}");
     assert!(report["status"].as_str().unwrap().contains("signed out"), "{report}");

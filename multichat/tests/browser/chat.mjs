@@ -36,12 +36,14 @@ try {
   await pane.locator(".messages .text", { hasText: "hello from bob" }).waitFor();
   const shown = await pane.locator(".messages .text").allTextContents();
   const images = await page.locator(".messages img").count();
+  // What Chromium agreed with the server (the page's socket is a global of app.js).
+  const extensions = await page.evaluate(() => (typeof socket !== "undefined" && socket ? socket.extensions : null));
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
 
   await page.click("#logout");
   await page.locator("#login-form").waitFor({ state: "visible" });
   const status = await page.textContent("#status");
-  console.log("DONE " + JSON.stringify({ shown, images, dialogs, status, xss_shown_as_text: shown.includes(XSS) }));
+  console.log("DONE " + JSON.stringify({ shown, images, dialogs, status, extensions, xss_shown_as_text: shown.includes(XSS) }));
 } finally {
   await browser.close();
 }
