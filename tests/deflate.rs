@@ -268,14 +268,23 @@ async fn the_server_window_is_honoured() {
     let (addr, token) = echo_server().await;
     let (head, mut stream) = open(addr, &token, "permessage-deflate; server_max_window_bits=10").await;
     assert_eq!(extensions_of(&head), Some(format!("{ANSWER}; server_max_window_bits=10")));
-    // Repeats 2 KB apart: a 15-bit window would reach back for them, a
-    // 10-bit one cannot, and a decoder with a 1 KiB window would fail.
-    let block: String = (0..2048).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    // Random letters repeated 2 KB apart: a 15-bit window reaches back for the
+    // repeats (the message shrinks to about a third), a 10-bit one cannot
+    // (letters alone: about 60 %). (zlib's inflater checks distances against
+    // what it has output, not against its window, so the size tells.)
+    let mut seed = 0x2545_f491_u32;
+    let block: String = (0..2048)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            char::from(b'a' + (seed >> 24) as u8 % 26)
+        })
+        .collect();
     let message = format!("{block}{block}{block}");
     stream.write_all(&frame(0xc1, &deflate(message.as_bytes()))).await.unwrap();
     let (first, payload) = read_frame(&mut stream).await;
     assert_eq!(first, 0xc1);
     assert_eq!(inflate(&payload, 10), message.as_bytes());
+    assert!(payload.len() > message.len() / 2, "{} of {}: repeats 2 KB back were used", payload.len(), message.len());
 }
 
 #[tokio::test]
