@@ -81,26 +81,7 @@ impl Outbox {
     /// bytes waiting past the bound is refused and the socket kicked: one
     /// client that reads nothing must not hold the room's memory.
     pub fn push(&self, frame: Utf8Bytes) -> Pushed {
-        let len = frame.len();
-        let mut state = self.lock();
-        if state.ended {
-            return Pushed::Ended;
-        }
-        if state.bytes + len > self.limit {
-            drop(state);
-            self.kick.notify_one();
-            return Pushed::Full;
-        }
-        state.bytes += len;
-        let was_empty = state.frames.is_empty();
-        state.frames.push_back(frame);
-        drop(state);
-        if was_empty {
-            // A writer that is busy finds the frame when it next takes; the
-            // permit this leaves then only costs it one empty look.
-            self.ready.notify_one();
-        }
-        Pushed::Queued
+        self.admit(frame.len(), |state| state.frames.push_back(frame))
     }
 
     /// Counts `bytes` of an automatic answer (the pong tungstenite queued
@@ -108,6 +89,13 @@ impl Outbox {
     /// that sends pings and never reads is kicked once its answers pass the
     /// bound, as one whose frames do.
     pub fn answered(&self, bytes: usize) -> Pushed {
+        self.admit(bytes, |state| state.answers += bytes)
+    }
+
+    /// Counts `bytes` toward the bound and, within it, `add`s them to the
+    /// queue; wakes the writer when the queue had nothing for it. Past the
+    /// bound nothing is added and the socket is kicked.
+    fn admit(&self, bytes: usize, add: impl FnOnce(&mut State)) -> Pushed {
         let mut state = self.lock();
         if state.ended {
             return Pushed::Ended;
@@ -119,9 +107,11 @@ impl Outbox {
         }
         state.bytes += bytes;
         let was_idle = state.frames.is_empty() && state.answers == 0;
-        state.answers += bytes;
+        add(&mut state);
         drop(state);
         if was_idle {
+            // A writer that is busy finds it when it next takes; the permit
+            // this leaves then only costs it one empty look.
             self.ready.notify_one();
         }
         Pushed::Queued
