@@ -242,13 +242,7 @@ async fn concurrent_logins_keep_memory_bounded_and_failures_are_throttled() {
     let body = json!({"username": "alice", "password": "pw"}).to_string();
     let (response, _) = raw(addr, &login_request(addr, json, &body), Duration::from_secs(10)).await;
     assert_eq!(status_of(&response), 429, "{response}");
-    let retry: u64 = response
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned))
-        .expect("Retry-After")
-        .trim()
-        .parse()
-        .unwrap();
+    let retry = common::retry_after(&response);
     assert!((1..=60).contains(&retry), "Retry-After: {retry}");
     drop(server.child);
 }

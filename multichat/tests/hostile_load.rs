@@ -162,13 +162,7 @@ async fn tokens_and_tickets_are_issued_at_most_so_many_a_minute_per_user() {
         let (status, head, body) = post(addr, path, &token, "").await;
         assert_eq!(status, 429, "{path}: {head}");
         assert_eq!(body["error"], "TOO_MANY_REQUESTS");
-        let retry: u64 = head
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned))
-            .expect("Retry-After")
-            .trim()
-            .parse()
-            .unwrap();
+        let retry = common::retry_after(&head);
         assert!((1..=61).contains(&retry), "{retry}");
     }
 }

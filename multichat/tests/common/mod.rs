@@ -169,3 +169,13 @@ impl Drop for HeapPeak {
         self.task.abort();
     }
 }
+
+/// The `Retry-After` seconds of a response head; panics without one.
+pub fn retry_after(head: &str) -> u64 {
+    head.lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned))
+        .expect("Retry-After")
+        .trim()
+        .parse()
+        .unwrap()
+}
