@@ -23,9 +23,11 @@
 //!   and `client_no_context_takeover`, so no message depends on the last and
 //!   no compression state outlives a message. The (de)compressors are shared
 //!   by the connections of a thread and reset per message; an idle
-//!   connection holds no buffer at all. A frame that the thread compressed a
-//!   moment ago (a room's frame going to each of its members) is not
-//!   compressed again.
+//!   connection holds no buffer at all.
+//! - **Once per room frame:** a frame that the process deflated a moment ago
+//!   (a room's frame going to each of its members, on any thread) is not
+//!   deflated again; a short list shared by all connections remembers the
+//!   last 64 (at most 2 MiB, compared in full before use).
 //!
 //! Why a layer of its own: tungstenite's permessage-deflate work has never
 //! been merged, and the crates that implement RFC 7692 are either extensions
@@ -53,8 +55,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -479,9 +483,31 @@ enum Inflate {
     Bad,
 }
 
-/// A message deflated a moment ago: the window, the message, what it became
-/// (empty: not worth compressing).
-type Remembered = (u8, Vec<u8>, Vec<u8>);
+/// A message deflated a moment ago: its hash, the window, the message, what
+/// it became (empty: not worth compressing).
+#[derive(Debug)]
+struct Remembered {
+    hash: u64,
+    window_bits: u8,
+    plain: Box<[u8]>,
+    compressed: Box<[u8]>,
+}
+
+/// Messages deflated a moment ago, shared by every connection of the
+/// process: a room's frame goes to each of its members, each through its own
+/// connection and on whichever thread runs its writer, and is deflated once
+/// (once per window size). The last `REMEMBERED` messages of up to
+/// `REMEMBER_UP_TO` bytes, oldest out first (at most 2 MiB, typically a few
+/// dozen chat frames); a message is only taken after comparing it in full.
+static RECENT: Mutex<VecDeque<Arc<Remembered>>> = Mutex::new(VecDeque::new());
+const REMEMBERED: usize = 64;
+const REMEMBER_UP_TO: usize = 16 * 1024;
+
+fn hash(payload: &[u8], window_bits: u8) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (window_bits, payload).hash(&mut hasher);
+    hasher.finish()
+}
 
 thread_local! {
     /// One inflater per thread, reset for each message: with no context
@@ -489,8 +515,12 @@ thread_local! {
     static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
     /// One deflater per thread and window size, reset for each message.
     static DEFLATERS: RefCell<Vec<(u8, Compress)>> = const { RefCell::new(Vec::new()) };
-    /// What this thread deflated last: a room's frame goes to every member.
-    static RECENT: RefCell<VecDeque<Remembered>> = const { RefCell::new(VecDeque::new()) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many messages this thread deflated (not taken from `RECENT`).
+    static DEFLATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Inflates one message (its payload without the trailer), never making more
@@ -538,14 +568,15 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Inflate> {
 /// when that would not make it smaller. A payload this thread deflated a
 /// moment ago is not deflated again.
 fn deflate(payload: &[u8], window_bits: u8) -> Option<Vec<u8>> {
-    const REMEMBERED: usize = 4;
-    const REMEMBER_UP_TO: usize = 16 * 1024;
-    let remembered = RECENT.with_borrow(|recent| {
-        recent.iter().find(|(bits, plain, _)| *bits == window_bits && plain.as_slice() == payload).map(|e| e.2.clone())
-    });
-    if let Some(compressed) = remembered {
-        return (!compressed.is_empty()).then_some(compressed);
+    let hash = (payload.len() <= REMEMBER_UP_TO).then(|| hash(payload, window_bits));
+    if let Some(hash) = hash {
+        let remembered = RECENT.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|r| r.hash == hash).cloned();
+        if let Some(hit) = remembered.filter(|r| r.window_bits == window_bits && *r.plain == *payload) {
+            return (!hit.compressed.is_empty()).then(|| hit.compressed.to_vec());
+        }
     }
+    #[cfg(test)]
+    DEFLATED.set(DEFLATED.get() + 1);
     let compressed = DEFLATERS.with_borrow_mut(|deflaters| {
         let at = match deflaters.iter().position(|(bits, _)| *bits == window_bits) {
             Some(at) => at,
@@ -576,13 +607,14 @@ fn deflate(payload: &[u8], window_bits: u8) -> Option<Vec<u8>> {
         // Not worth it: sent as it is (remembered as such, empty).
         if out.len() >= payload.len() { Vec::new() } else { out }
     });
-    if payload.len() <= REMEMBER_UP_TO {
-        RECENT.with_borrow_mut(|recent| {
-            if recent.len() == REMEMBERED {
-                recent.pop_front();
-            }
-            recent.push_back((window_bits, payload.to_vec(), compressed.clone()));
-        });
+    if let Some(hash) = hash {
+        let remembered =
+            Arc::new(Remembered { hash, window_bits, plain: payload.into(), compressed: compressed.as_slice().into() });
+        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() == REMEMBERED {
+            recent.pop_front();
+        }
+        recent.push_back(remembered);
     }
     (!compressed.is_empty()).then_some(compressed)
 }
@@ -811,5 +843,48 @@ mod tests {
         }
         let noise: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         assert_eq!(deflate(&noise, 15), None, "incompressible: sent as it is");
+    }
+
+    /// A frame as tungstenite writes it on a server: final, unmasked.
+    fn server_frame(payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        [&[0x81, payload.len() as u8][..], payload].concat()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_room_frame_is_deflated_once_for_all_its_receivers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let agreed = offer("permessage-deflate").unwrap();
+        let messages: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"{{"msg_type": 0, "room": "1", "username": "once", "message": "line {i}, once, once, once"}}"#
+                )
+            })
+            .collect();
+        let before = DEFLATED.get();
+        // Each receiver's writer writes the room's recent frames in a burst,
+        // one receiver after another (the order that defeats a short memory).
+        let mut receivers = Vec::new();
+        for _ in 0..100 {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let mut io = Deflate::new(ours, Role::Server, Some(agreed), 64 * 1024);
+            for message in &messages {
+                io.write_all(&server_frame(message.as_bytes())).await.unwrap();
+            }
+            io.flush().await.unwrap();
+            receivers.push((io, theirs));
+        }
+        assert_eq!(DEFLATED.get() - before, messages.len(), "deflations for 100 receivers of 20 frames");
+        for (_io, mut theirs) in receivers {
+            for message in &messages {
+                let mut head = [0; 2];
+                theirs.read_exact(&mut head).await.unwrap();
+                assert_eq!(head[0], 0xc1, "final, RSV1, text");
+                let mut payload = vec![0; usize::from(head[1])];
+                theirs.read_exact(&mut payload).await.unwrap();
+                assert_eq!(inflate(&payload, 1024).unwrap(), message.as_bytes());
+            }
+        }
     }
 }
