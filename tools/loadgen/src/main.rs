@@ -29,10 +29,16 @@
 //!   every 10 s (`--pid`), errors. Needs the seed password (`password`) to log
 //!   back in after a logout. With `--sender-url`, the storm is sent from
 //!   another node of the same chat.
+//!
+//! Every mode takes `--deflate`: each socket offers permessage-deflate bare
+//! (as nv-websocket-client does) and compresses when the server agrees (an
+//! error when it does not). fanout also takes `--paste BYTES` (each message
+//! carries a pasted log of about that size) and, with `--pid`, reports what
+//! the server wrote to its sockets per delivery (from /proc/PID/io).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -42,8 +48,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+use ws_token_auth::deflate::{self, Deflate, Role};
 
-type Socket = WebSocketStream<TcpStream>;
+/// `--deflate`: every socket `open` makes offers permessage-deflate.
+static DEFLATE: AtomicBool = AtomicBool::new(false);
+
+/// Every socket goes through the library's permessage-deflate layer, which
+/// passes bytes through untouched unless `--deflate` was offered and agreed.
+type Socket = WebSocketStream<Deflate<TcpStream>>;
+
+/// The largest message a client accepts (the chat's own frame limit).
+const MAX_MESSAGE: usize = 64 * 1024;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 struct Options {
@@ -62,6 +77,10 @@ struct Options {
     rate: usize,
     churn: usize,
     cold: bool,
+    /// Offer permessage-deflate (as nv-websocket-client does) and use it when agreed.
+    deflate: bool,
+    /// fanout: pad each message with a pasted log of about this many bytes (0: a short line).
+    paste: usize,
 }
 
 fn options() -> Result<Options, Error> {
@@ -96,20 +115,32 @@ fn options() -> Result<Options, Error> {
         rate: number("--rate", 10)?,
         churn: number("--churn", 10)?,
         cold: args.iter().any(|a| a == "--cold"),
+        deflate: args.iter().any(|a| a == "--deflate"),
+        paste: number("--paste", 0)?,
     })
 }
 
 /// Opens a socket with `Cookie: key=<token>` and no Origin, as an Android client does.
+/// With `DEFLATE`, it offers permessage-deflate bare, as nv-websocket-client does.
 async fn open(url: &str, token: &str) -> Result<Socket, Error> {
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("cookie", format!("key={token}").parse()?);
+    let offer = DEFLATE.load(Ordering::Relaxed);
+    if offer {
+        request.headers_mut().insert("sec-websocket-extensions", "permessage-deflate".parse()?);
+    }
     let host = request.uri().authority().ok_or("no host in the URL")?.as_str().to_owned();
     let addr: SocketAddr = tokio::net::lookup_host(&host).await?.next().ok_or("cannot resolve")?;
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     // Small buffers: thousands of client sockets share this machine with the server.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (socket, _) = client_async_with_config(request, stream, Some(config)).await?;
+    let io = Deflate::new(stream, Role::Client, None, MAX_MESSAGE);
+    let (mut socket, response) = client_async_with_config(request, io, Some(config)).await?;
+    if offer {
+        let agreed = deflate::negotiate(response.headers()).ok_or("the server declined permessage-deflate")?;
+        socket.get_mut().enable(Role::Client, agreed, MAX_MESSAGE);
+    }
     Ok(socket)
 }
 
@@ -276,9 +307,11 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     // The sender reads its own echoes concurrently, as a real client does.
     let (mut sink, mut echoes) = sender.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let pastes: Vec<String> = (0..16).map(|seed| paste(seed * 40, o.paste)).collect();
+    let written = o.pid.map(written_bytes).transpose()?;
     let first_send = clock.elapsed();
     for i in 0..o.messages {
-        let message = format!("{} {marker} {i}", clock.elapsed().as_micros());
+        let message = format!("{} {marker} {i}{}", clock.elapsed().as_micros(), pastes[i % pastes.len()]);
         sink.send(Message::Text(json!({"command": "send", "room": o.room, "message": message}).to_string().into()))
             .await?;
     }
@@ -294,8 +327,19 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     let delivered = all.len();
     let lost = o.receivers * o.messages - delivered;
     let seconds = (last - first_send).as_secs_f64().max(1e-9);
+    // What the server wrote to its sockets per delivery (its own echoes to
+    // the sender included), when its pid is known.
+    let wire = match (o.pid, written) {
+        (Some(pid), Some(before)) => {
+            format!(
+                " server_wire_bytes_per_delivery={:.1}",
+                (written_bytes(pid)? - before) as f64 / delivered.max(1) as f64
+            )
+        }
+        _ => String::new(),
+    };
     println!(
-        "mode=fanout receivers={} messages={} delivered={} lost={} seconds={:.3} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "mode=fanout receivers={} messages={} delivered={} lost={} seconds={:.3} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} paste={} deflate={}{wire}",
         o.receivers,
         o.messages,
         delivered,
@@ -303,9 +347,41 @@ async fn fanout(o: &Options) -> Result<(), Error> {
         seconds,
         delivered as f64 / seconds,
         percentile(&all, 0.5),
-        percentile(&all, 0.99)
+        percentile(&all, 0.99),
+        o.paste,
+        o.deflate,
     );
     Ok(())
+}
+
+/// A pasted stretch of a service's log of about `bytes` bytes (none for 0),
+/// numbers varying with `seed`: what a 2 KB paste into a chat looks like.
+fn paste(seed: usize, bytes: usize) -> String {
+    let mut text = String::new();
+    let mut i = seed;
+    while text.len() < bytes {
+        text += &format!(
+            "\n2026-12-05 11:{:02}:{:02} INFO worker-{}: order {} shipped to warehouse {}, {} items, total {}.{:02} EUR",
+            i % 60,
+            (i * 7) % 60,
+            i % 4,
+            10_000 + i * 37,
+            i % 3,
+            1 + i % 5,
+            i * 13 % 400,
+            i * 29 % 100
+        );
+        i += 1;
+    }
+    text
+}
+
+/// Bytes the process has handed to write(2) and its kin so far (`wchar` in
+/// /proc/PID/io): its sockets' bytes, in a server that writes no files.
+fn written_bytes(pid: u32) -> Result<u64, Error> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let line = io.lines().find(|l| l.starts_with("wchar:")).ok_or("no wchar")?;
+    Ok(line.split_whitespace().nth(1).ok_or("bad wchar")?.parse()?)
 }
 
 fn rss_kib(pid: u32) -> Result<u64, Error> {
@@ -596,6 +672,7 @@ fn main() -> Result<(), Error> {
     if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
         return Err(format!("loadgen only targets loopback, not {host}").into());
     }
+    DEFLATE.store(o.deflate, Ordering::Relaxed);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match o.mode.as_str() {
