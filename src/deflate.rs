@@ -26,15 +26,23 @@
 //!   connection holds no buffer at all.
 //! - **Once per room frame:** a frame that the process deflated a moment ago
 //!   (a room's frame going to each of its members, on any thread) is not
-//!   deflated again; a short list shared by all connections remembers the
-//!   last 64 (at most 2 MiB, compared in full before use).
+//!   deflated again: the last 2 MiB of messages are remembered, shared by
+//!   all connections (at most 4 MiB with what they became, compared in full
+//!   before use).
 //!
-//! Why a layer of its own: tungstenite's permessage-deflate work has never
-//! been merged, and the crates that implement RFC 7692 are either extensions
-//! of another WebSocket stack (ratchet's) or private to an application. A
-//! layer beneath tungstenite needs no fork, works for every server path that
-//! hands a connection to tokio-tungstenite (the [`Acceptor`](crate::tungstenite::Acceptor),
-//! hyper and axum upgrades), and keeps the RFC's framing rules in one place.
+//! Why a layer of its own: tungstenite has no extension hook and its
+//! permessage-deflate work has never been merged. The crates that implement
+//! RFC 7692 each belong to another WebSocket stack: `ratchet_deflate` is an
+//! extension of Ratchet's framing, soketto's deflate (which calls itself
+//! "mostly conformant") of soketto's, and the deflate modules of ws-rs and
+//! its forks of their own event loops over libz-sys; none of them reads or
+//! writes frames for a tokio-tungstenite stream. A layer beneath tungstenite
+//! needs no fork, works for every server path that hands a connection to
+//! tokio-tungstenite (the [`Acceptor`](crate::tungstenite::Acceptor), hyper
+//! and axum upgrades), keeps the RFC's framing rules in one place, and lets
+//! this crate decide what compression costs per socket (nothing while idle)
+//! and per room frame (one deflation). flate2 over zlib-rs is pure Rust and
+//! needs no C toolchain.
 //!
 //! ```
 //! use http::HeaderMap;
@@ -54,11 +62,11 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -496,17 +504,56 @@ struct Remembered {
 /// Messages deflated a moment ago, shared by every connection of the
 /// process: a room's frame goes to each of its members, each through its own
 /// connection and on whichever thread runs its writer, and is deflated once
-/// (once per window size). The last `REMEMBERED` messages of up to
-/// `REMEMBER_UP_TO` bytes, oldest out first (at most 2 MiB, typically a few
-/// dozen chat frames); a message is only taken after comparing it in full.
-static RECENT: Mutex<VecDeque<Arc<Remembered>>> = Mutex::new(VecDeque::new());
-const REMEMBERED: usize = 64;
+/// (once per window size). A member's writer may be up to its outbox behind
+/// the others (a megabyte in the multichat app), so the memory is longer:
+/// the last `REMEMBER_BYTES` of messages of up to `REMEMBER_UP_TO` bytes,
+/// oldest out first (with what they became, at most twice that). A message is
+/// only taken after comparing it in full.
+static RECENT: LazyLock<Mutex<Recent>> = LazyLock::new(Mutex::default);
+const REMEMBER_BYTES: usize = 2 * 1024 * 1024;
 const REMEMBER_UP_TO: usize = 16 * 1024;
 
+#[derive(Debug, Default)]
+struct Recent {
+    by_hash: HashMap<u64, Arc<Remembered>>,
+    /// Oldest first; the sum of their `plain` lengths is `bytes`.
+    order: VecDeque<Arc<Remembered>>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn find(&self, hash: u64, window_bits: u8, payload: &[u8]) -> Option<Arc<Remembered>> {
+        self.by_hash.get(&hash).filter(|r| r.window_bits == window_bits && *r.plain == *payload).cloned()
+    }
+
+    fn remember(&mut self, remembered: Remembered) {
+        while self.bytes + remembered.plain.len() > REMEMBER_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.bytes -= oldest.plain.len();
+            if self.by_hash.get(&oldest.hash).is_some_and(|r| Arc::ptr_eq(r, &oldest)) {
+                self.by_hash.remove(&oldest.hash);
+            }
+        }
+        let remembered = Arc::new(remembered);
+        self.bytes += remembered.plain.len();
+        self.by_hash.insert(remembered.hash, remembered.clone());
+        self.order.push_back(remembered);
+    }
+}
+
+/// A fast hash of a message (FxHash's step, 8 bytes at a time): it only picks
+/// the candidate, which is then compared in full.
 fn hash(payload: &[u8], window_bits: u8) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    (window_bits, payload).hash(&mut hasher);
-    hasher.finish()
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let step = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut h = step(u64::from(window_bits), payload.len() as u64);
+    let mut words = payload.chunks_exact(8);
+    for word in &mut words {
+        h = step(h, u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    }
+    let mut tail = [0; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    step(h, u64::from_le_bytes(tail))
 }
 
 thread_local! {
@@ -570,8 +617,8 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Inflate> {
 fn deflate(payload: &[u8], window_bits: u8) -> Option<Vec<u8>> {
     let hash = (payload.len() <= REMEMBER_UP_TO).then(|| hash(payload, window_bits));
     if let Some(hash) = hash {
-        let remembered = RECENT.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|r| r.hash == hash).cloned();
-        if let Some(hit) = remembered.filter(|r| r.window_bits == window_bits && *r.plain == *payload) {
+        let remembered = RECENT.lock().unwrap_or_else(PoisonError::into_inner).find(hash, window_bits, payload);
+        if let Some(hit) = remembered {
             return (!hit.compressed.is_empty()).then(|| hit.compressed.to_vec());
         }
     }
@@ -609,12 +656,8 @@ fn deflate(payload: &[u8], window_bits: u8) -> Option<Vec<u8>> {
     });
     if let Some(hash) = hash {
         let remembered =
-            Arc::new(Remembered { hash, window_bits, plain: payload.into(), compressed: compressed.as_slice().into() });
-        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
-        if recent.len() == REMEMBERED {
-            recent.pop_front();
-        }
-        recent.push_back(remembered);
+            Remembered { hash, window_bits, plain: payload.into(), compressed: compressed.as_slice().into() };
+        RECENT.lock().unwrap_or_else(PoisonError::into_inner).remember(remembered);
     }
     (!compressed.is_empty()).then_some(compressed)
 }
@@ -855,7 +898,7 @@ mod tests {
     async fn a_room_frame_is_deflated_once_for_all_its_receivers() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let agreed = offer("permessage-deflate").unwrap();
-        let messages: Vec<String> = (0..20)
+        let messages: Vec<String> = (0..300)
             .map(|i| {
                 format!(
                     r#"{{"msg_type": 0, "room": "1", "username": "once", "message": "line {i}, once, once, once"}}"#
@@ -863,7 +906,7 @@ mod tests {
             })
             .collect();
         let before = DEFLATED.get();
-        // Each receiver's writer writes the room's recent frames in a burst,
+        // Each receiver's writer writes the room's last 300 frames in a burst,
         // one receiver after another (the order that defeats a short memory).
         let mut receivers = Vec::new();
         for _ in 0..100 {
@@ -875,7 +918,7 @@ mod tests {
             io.flush().await.unwrap();
             receivers.push((io, theirs));
         }
-        assert_eq!(DEFLATED.get() - before, messages.len(), "deflations for 100 receivers of 20 frames");
+        assert_eq!(DEFLATED.get() - before, messages.len(), "deflations for 100 receivers of 300 frames");
         for (_io, mut theirs) in receivers {
             for message in &messages {
                 let mut head = [0; 2];

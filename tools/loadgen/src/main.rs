@@ -33,8 +33,8 @@
 //! Every mode takes `--deflate`: each socket offers permessage-deflate bare
 //! (as nv-websocket-client does) and compresses when the server agrees (an
 //! error when it does not). fanout also takes `--paste BYTES` (each message
-//! carries a pasted log of about that size) and, with `--pid`, reports what
-//! the server wrote to its sockets per delivery (from /proc/PID/io).
+//! carries a pasted log of about that size) and reports the bytes its
+//! sockets read from the wire per delivery.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +55,50 @@ static DEFLATE: AtomicBool = AtomicBool::new(false);
 
 /// Every socket goes through the library's permessage-deflate layer, which
 /// passes bytes through untouched unless `--deflate` was offered and agreed.
-type Socket = WebSocketStream<Deflate<TcpStream>>;
+type Socket = WebSocketStream<Deflate<Counted>>;
+
+/// Bytes every socket of this process has read from the wire.
+static READ: AtomicU64 = AtomicU64::new(0);
+
+/// A connection that counts what it reads into `READ`.
+struct Counted(TcpStream);
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        READ.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// The largest message a client accepts (the chat's own frame limit).
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -135,7 +178,7 @@ async fn open(url: &str, token: &str) -> Result<Socket, Error> {
     stream.set_nodelay(true)?;
     // Small buffers: thousands of client sockets share this machine with the server.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let io = Deflate::new(stream, Role::Client, None, MAX_MESSAGE);
+    let io = Deflate::new(Counted(stream), Role::Client, None, MAX_MESSAGE);
     let (mut socket, response) = client_async_with_config(request, io, Some(config)).await?;
     if offer {
         let agreed = deflate::negotiate(response.headers()).ok_or("the server declined permessage-deflate")?;
@@ -308,7 +351,8 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     let (mut sink, mut echoes) = sender.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
     let pastes: Vec<String> = (0..16).map(|seed| paste(seed * 40, o.paste)).collect();
-    let written = o.pid.map(written_bytes).transpose()?;
+    let read_before = READ.load(Ordering::Relaxed);
+    let cpu_before = own_cpu_ms();
     let first_send = clock.elapsed();
     for i in 0..o.messages {
         let message = format!("{} {marker} {i}{}", clock.elapsed().as_micros(), pastes[i % pastes.len()]);
@@ -327,19 +371,12 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     let delivered = all.len();
     let lost = o.receivers * o.messages - delivered;
     let seconds = (last - first_send).as_secs_f64().max(1e-9);
-    // What the server wrote to its sockets per delivery (its own echoes to
-    // the sender included), when its pid is known.
-    let wire = match (o.pid, written) {
-        (Some(pid), Some(before)) => {
-            format!(
-                " server_wire_bytes_per_delivery={:.1}",
-                (written_bytes(pid)? - before) as f64 / delivered.max(1) as f64
-            )
-        }
-        _ => String::new(),
-    };
+    // What crossed the wire to the clients per delivery: every byte the
+    // sockets read during the run (the sender's echoes included, 1 in
+    // `receivers`), over the receivers' deliveries.
+    let wire = (READ.load(Ordering::Relaxed) - read_before) as f64 / delivered.max(1) as f64;
     println!(
-        "mode=fanout receivers={} messages={} delivered={} lost={} seconds={:.3} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} paste={} deflate={}{wire}",
+        "mode=fanout receivers={} messages={} delivered={} lost={} seconds={:.3} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} paste={} deflate={} wire_bytes_per_delivery={wire:.1} client_cpu_ms={}",
         o.receivers,
         o.messages,
         delivered,
@@ -350,6 +387,7 @@ async fn fanout(o: &Options) -> Result<(), Error> {
         percentile(&all, 0.99),
         o.paste,
         o.deflate,
+        own_cpu_ms() - cpu_before,
     );
     Ok(())
 }
@@ -376,12 +414,14 @@ fn paste(seed: usize, bytes: usize) -> String {
     text
 }
 
-/// Bytes the process has handed to write(2) and its kin so far (`wchar` in
-/// /proc/PID/io): its sockets' bytes, in a server that writes no files.
-fn written_bytes(pid: u32) -> Result<u64, Error> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
-    let line = io.lines().find(|l| l.starts_with("wchar:")).ok_or("no wchar")?;
-    Ok(line.split_whitespace().nth(1).ok_or("bad wchar")?.parse()?)
+/// This process's own CPU so far (user + system), in ms: what the clients
+/// cost, on a machine they share with the server.
+fn own_cpu_ms() -> u64 {
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    ticks * 10 // USER_HZ is 100 on Linux
 }
 
 fn rss_kib(pid: u32) -> Result<u64, Error> {
