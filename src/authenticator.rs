@@ -15,15 +15,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::WWW_AUTHENTICATE;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Response, Uri};
 
 use crate::extract::{Credential, CredentialKind, ExtractError, Extractor, TokenSource};
 use crate::identity::{Anonymous, AnonymousReason, AuthenticatedUser, Identity};
-use crate::layer::TokenAuthLayer;
 use crate::origin::OriginPolicy;
-use crate::rejection::{DefaultRejection, Rejection, RejectionResponder};
-use crate::store::{Authenticated, StoreError, TokenStore};
+use crate::rejection::{Refusals, Rejection, RejectionResponder};
+use crate::store::{Authenticated, ErrorChain, StoreError, TokenStore};
 use crate::ticket::{self, DEFAULT_TICKET_TTL, Ticket, TicketStore};
 use crate::token::Token;
 
@@ -356,21 +354,6 @@ impl<St: TokenStore> Authenticator<St> {
         self
     }
 
-    /// A tower layer that authenticates with this authenticator: the same as
-    /// `TokenAuthLayer::new(self.clone())`.
-    ///
-    /// ```
-    /// use axum::{Router, routing::get};
-    /// use ws_token_auth::{Authenticator, MemoryTokenStore};
-    ///
-    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
-    /// let app: Router = Router::new().route("/ws", get(|| async { "hi" })).layer(auth.layer());
-    /// # let _ = app;
-    /// ```
-    pub fn layer(&self) -> TokenAuthLayer<St> {
-        TokenAuthLayer::new(self.clone())
-    }
-
     /// The store.
     ///
     /// ```
@@ -656,51 +639,6 @@ fn challenge_for(extractor: &Extractor) -> HeaderValue {
         .find_map(|s| s.first_scheme())
         .and_then(|scheme| HeaderValue::from_str(scheme).ok())
         .unwrap_or(HeaderValue::from_static("Token"))
-}
-
-/// Builds refusals; shared by an authenticator's clones, and handed to the
-/// extractors through the request's extensions.
-pub(crate) struct Refusals {
-    responder: Option<Arc<dyn RejectionResponder>>,
-    challenge: HeaderValue,
-}
-
-impl std::fmt::Debug for Refusals {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Refusals")
-            .field("custom_responder", &self.responder.is_some())
-            .field("challenge", &self.challenge)
-            .finish()
-    }
-}
-
-impl Refusals {
-    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<String> {
-        let mut response = match &self.responder {
-            Some(responder) => responder.respond(rejection),
-            None => DefaultRejection.respond(rejection),
-        };
-        if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(WWW_AUTHENTICATE) {
-            response.headers_mut().insert(WWW_AUTHENTICATE, self.challenge.clone());
-        }
-        response.extensions_mut().insert(rejection.kind());
-        response
-    }
-}
-
-/// Displays an error and its sources, `a: b: c`.
-pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

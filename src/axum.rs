@@ -49,8 +49,8 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use crate::authenticator::Refusals;
 use crate::identity::{Anonymous, AnonymousReason, AuthenticatedUser, Identity, IdentityMarker};
+use crate::rejection::Refusals;
 use crate::rejection::Rejection;
 
 /// Why an identity extractor refused a request; answers as the layer's

@@ -21,8 +21,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::authenticator::Refusals;
 use crate::extract::CredentialKind;
+use crate::rejection::Refusals;
 use crate::token::{Token, TokenId};
 
 /// A request authenticated by a valid token.

@@ -385,7 +385,7 @@ impl<St: ManageTokens> Lifecycle<St> {
                 tracing::warn!(
                     target: "ws_token_auth",
                     %event,
-                    error = %crate::authenticator::ErrorChain(&error),
+                    error = %crate::store::ErrorChain(&error),
                     "the other nodes were not told; they find out at their next revalidation",
                 );
             }
@@ -431,7 +431,7 @@ impl<St: ManageTokens> Lifecycle<St> {
                 Err(error) => {
                     tracing::warn!(
                         target: "ws_token_auth",
-                        error = %crate::authenticator::ErrorChain(&error),
+                        error = %crate::store::ErrorChain(&error),
                         "revalidation skipped: the store failed",
                     );
                     return closed;
@@ -490,7 +490,7 @@ impl<St: ManageTokens> Lifecycle<St> {
                 Ok(purged) => tracing::debug!(target: "ws_token_auth", purged, "expired tokens and tickets purged"),
                 Err(error) => tracing::warn!(
                     target: "ws_token_auth",
-                    error = %crate::authenticator::ErrorChain(&error),
+                    error = %crate::store::ErrorChain(&error),
                     "purge of expired tokens and tickets failed; trying again later",
                 ),
             }

@@ -56,14 +56,12 @@ use crate::identity::AuthenticatedUser;
 use crate::store::TokenUser;
 use crate::token::{Token, TokenId};
 
-mod event;
-mod recent;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
-pub use event::{AccessEvent, ParseEventError};
-pub(crate) use recent::Recent;
+use crate::access::Recent;
+pub use crate::access::{AccessEvent, CloseReason, ParseEventError};
 
 /// The default interval between revalidations with the store.
 pub const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(60);
@@ -71,51 +69,6 @@ pub const DEFAULT_REVALIDATE_EVERY: Duration = Duration::from_secs(60);
 /// How long the registry remembers a revocation by default: longer than any
 /// handshake takes between authentication and registration.
 pub const DEFAULT_REMEMBER_FOR: Duration = Duration::from_secs(120);
-
-/// Why a watched socket must close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The token was revoked (logout, admin revoke, deleted in the store), or
-    /// its user's tokens were. 4401.
-    Revoked,
-    /// The token's expiry passed. 4401.
-    Expired,
-    /// The user lost access (locked out, deactivated). 4403.
-    AccessLost,
-}
-
-impl CloseReason {
-    /// The WebSocket close code: 4401 for a revoked or expired token, 4403 for
-    /// lost access.
-    ///
-    /// ```
-    /// use ws_token_auth::live::CloseReason;
-    /// assert_eq!(CloseReason::Expired.code(), 4401);
-    /// assert_eq!(CloseReason::AccessLost.code(), 4403);
-    /// ```
-    #[must_use]
-    pub fn code(self) -> u16 {
-        match self {
-            Self::Revoked | Self::Expired => 4401,
-            Self::AccessLost => 4403,
-        }
-    }
-
-    /// A short reason for the close frame.
-    ///
-    /// ```
-    /// assert_eq!(ws_token_auth::live::CloseReason::Revoked.as_str(), "token revoked");
-    /// ```
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Revoked => "token revoked",
-            Self::Expired => "token expired",
-            Self::AccessLost => "access lost",
-        }
-    }
-}
 
 /// The registry of open sockets by token and by user. Cheap to clone (one
 /// reference count); clones share the registry.

@@ -17,7 +17,10 @@
 //! challenge gets the configured one, and the [`RejectionKind`] goes into the
 //! response's extensions for outer layers.
 
-use http::{Response, StatusCode};
+use std::sync::Arc;
+
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::extract::ExtractError;
 use crate::origin::OriginError;
@@ -167,5 +170,35 @@ where
 {
     fn respond(&self, rejection: &Rejection) -> Response<String> {
         self(rejection)
+    }
+}
+
+/// Builds refusals; shared by an authenticator's clones, and handed to the
+/// extractors through the request's extensions.
+pub(crate) struct Refusals {
+    pub(crate) responder: Option<Arc<dyn RejectionResponder>>,
+    pub(crate) challenge: HeaderValue,
+}
+
+impl std::fmt::Debug for Refusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refusals")
+            .field("custom_responder", &self.responder.is_some())
+            .field("challenge", &self.challenge)
+            .finish()
+    }
+}
+
+impl Refusals {
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<String> {
+        let mut response = match &self.responder {
+            Some(responder) => responder.respond(rejection),
+            None => DefaultRejection.respond(rejection),
+        };
+        if response.status() == StatusCode::UNAUTHORIZED && !response.headers().contains_key(WWW_AUTHENTICATE) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, self.challenge.clone());
+        }
+        response.extensions_mut().insert(rejection.kind());
+        response
     }
 }

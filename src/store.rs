@@ -56,7 +56,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::live::AccessEvent;
+use crate::access::AccessEvent;
 use crate::token::Token;
 
 #[cfg(feature = "cache")]
@@ -76,6 +76,7 @@ pub mod sql;
 mod table;
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod tickets;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
@@ -484,6 +485,21 @@ impl StoreError {
     /// A store that answered with an error.
     pub fn backend(error: impl Into<BoxError>) -> Self {
         Self::Backend(error.into())
+    }
+}
+
+/// Displays an error and its sources, `a: b: c`.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }
 

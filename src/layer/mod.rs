@@ -77,6 +77,25 @@ impl<St: TokenStore> TokenAuthLayer<St> {
     }
 }
 
+// The layer lives here, so the authenticator's `layer()` does too: the
+// authenticator does not know about tower.
+impl<St: TokenStore> Authenticator<St> {
+    /// A tower layer that authenticates with this authenticator: the same as
+    /// `TokenAuthLayer::new(self.clone())`.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore};
+    ///
+    /// let auth = Authenticator::new(MemoryTokenStore::<String>::new());
+    /// let app: Router = Router::new().route("/ws", get(|| async { "hi" })).layer(auth.layer());
+    /// # let _ = app;
+    /// ```
+    pub fn layer(&self) -> TokenAuthLayer<St> {
+        TokenAuthLayer::new(self.clone())
+    }
+}
+
 impl<St: TokenStore> From<Authenticator<St>> for TokenAuthLayer<St> {
     fn from(auth: Authenticator<St>) -> Self {
         Self::new(auth)

@@ -73,7 +73,7 @@ where
             }
             Ok(Begin::Anonymous(anonymous)) => {
                 let refusals = self.auth.refusals().clone();
-                crate::Identity::<St::User>::Anonymous(anonymous).insert_into(req.extensions_mut(), refusals);
+                crate::identity::Identity::<St::User>::Anonymous(anonymous).insert_into(req.extensions_mut(), refusals);
                 ResponseFuture::inner(inner.call(req))
             }
             // `inner` is dropped here, so whatever its readiness reserved

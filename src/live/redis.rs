@@ -150,7 +150,7 @@ impl RevocationBus {
                         tracing::warn!(
                             target: "ws_token_auth",
                             %channel,
-                            error = %crate::authenticator::ErrorChain(&error),
+                            error = %crate::store::ErrorChain(&error),
                             "revocation bus cannot subscribe",
                         );
                     }

@@ -38,8 +38,8 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
-use crate::live::{AccessEvent, Recent};
-use crate::ticket::TicketStore;
+use crate::access::{AccessEvent, Recent};
+use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token, TokenId};
 
 /// Keys are token ids; a value is the token's full digest (checked on every

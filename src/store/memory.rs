@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
-use crate::ticket::TicketStore;
+use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
 /// An in-process token store, for tests, demos and single-node apps.

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
 use crate::redis_conn::{Reconnecting, is_connection_error};
-use crate::ticket::TicketStore;
+use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token, hex};
 
 /// A [`TokenStore`] over Redis. See the [module docs](self).

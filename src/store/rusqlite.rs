@@ -63,7 +63,7 @@ pub use rusqlite::{Connection, Error, Row};
 
 use super::table::{Found, Tables, found, is_token_row, lookup_connections, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId, UsersTable};
-use crate::ticket::TicketStore;
+use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
 /// A user type [`RusqliteTokenStore`] can read from a row of the users table

@@ -59,7 +59,7 @@ use async_trait::async_trait;
 pub use super::table::{DEFAULT_TOKENS_TABLE, InvalidIdentifier, UsersTable};
 use super::table::{Found, Tables, found, is_token_row, settle, unix_millis};
 use super::{Authenticated, ManageTokens, SlidingExpiry, StoreError, TokenStore, TokenUser, UserId};
-use crate::ticket::TicketStore;
+use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token};
 
 #[cfg(feature = "postgres")]
