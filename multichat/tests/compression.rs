@@ -5,7 +5,8 @@
 //! through a byte-counting loopback proxy, so the test sees what crossed the
 //! wire: the messages arrive intact both ways, and they crossed it compressed.
 //! A plain client in the same room (no offer) reads the same messages
-//! uncompressed.
+//! uncompressed. A socket opened on a connection that served the page first
+//! (the router's path, not the acceptor's) is compressed too.
 
 mod common;
 
@@ -166,6 +167,100 @@ async fn a_compressing_client_chats(mut client: Command) {
     assert_eq!(next_line().await, "CLOSED 1000");
     assert!(child.wait().await.unwrap().success());
     let _ = std::fs::remove_file(file);
+}
+
+/// The other socket path: a client that asks for the page on a connection
+/// and then opens its socket on the same one is served by hyper and the
+/// router, not the acceptor. It gets compression there too (a client on the
+/// library's own layer in the client role, the bare offer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_path_compresses_too() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, protocol::Role as WsRole};
+    use ws_token_auth::deflate::{self, Deflate, Role};
+
+    let (database, file) = common::temp_sqlite("multichat-compression-router");
+    let db = Db::open(&database).await.unwrap();
+    let dave_id = db.create_user("dave", &hash_password("dave-pw").unwrap(), false).await.unwrap();
+    let token = db.issue_token(dave_id, None).await.unwrap();
+    let addr = common::serve_app(App::new(db, true, false).await.unwrap()).await;
+    let proxy = CountingProxy::start(addr).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+
+    // The page first, on this connection.
+    let host = proxy.addr;
+    stream.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    let (head, mut rest) = read_head(&mut stream, Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    while rest.len() < length {
+        let mut buffer = vec![0; 16 * 1024];
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the page was cut short");
+        rest.extend_from_slice(&buffer[..n]);
+    }
+    rest.drain(..length);
+
+    // Then the socket, on the same connection: the router answers it.
+    let upgrade = format!(
+        "GET /chat/stream/ HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\nCookie: key={}\r\n\r\n",
+        token.expose_secret()
+    );
+    stream.write_all(upgrade.as_bytes()).await.unwrap();
+    let (head, rest) = read_head(&mut stream, rest).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let answer = header(&head, "sec-websocket-extensions").expect("no extension agreed");
+    assert_eq!(answer, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    let mut agreed = http::HeaderMap::new();
+    agreed.insert("sec-websocket-extensions", answer.parse().unwrap());
+    let io = Deflate::with_prefix(stream, rest, Role::Client, deflate::negotiate(&agreed), 1 << 20);
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(io, WsRole::Client, None).await;
+    assert!(socket.get_ref().is_compressing());
+
+    let mut next = async |socket: &mut tokio_tungstenite::WebSocketStream<Deflate<TcpStream>>| -> Value {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap().unwrap().unwrap();
+        serde_json::from_str(frame.to_text().unwrap()).unwrap()
+    };
+    let send = |frame: Value| Message::Text(frame.to_string().into());
+    socket.send(send(json!({"command": "join", "room": "1"}))).await.unwrap();
+    assert_eq!(next(&mut socket).await["join"], "1");
+    let (before_down, before_up) = (proxy.down(), proxy.up());
+    let mut plain_bytes = 0;
+    for i in 0..10 {
+        let message = paste(i * 50);
+        socket.send(send(json!({"command": "send", "room": "1", "message": message}))).await.unwrap();
+        let expected = json!({"msg_type": 0, "room": "1", "username": "dave", "message": message});
+        plain_bytes += expected.to_string().len() as u64 + 4;
+        assert_eq!(next(&mut socket).await, expected);
+    }
+    let (down, up) = (proxy.down() - before_down, proxy.up() - before_up);
+    assert!(down * 2 < plain_bytes, "{down} bytes down for {plain_bytes} bytes of frames");
+    assert!(up * 2 < plain_bytes, "{up} bytes up for about {plain_bytes} bytes of frames");
+    let _ = std::fs::remove_file(file);
+}
+
+/// Reads an HTTP head (after `start`, bytes already read): the head, and
+/// what came after it.
+async fn read_head(stream: &mut TcpStream, mut start: Vec<u8>) -> (String, Vec<u8>) {
+    loop {
+        if let Some(end) = start.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = start.split_off(end + 4);
+            return (String::from_utf8(start).unwrap(), rest);
+        }
+        let mut buffer = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.unwrap().unwrap();
+        assert!(n > 0, "the connection ended before a head: {}", String::from_utf8_lossy(&start));
+        start.extend_from_slice(&buffer[..n]);
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
