@@ -219,7 +219,7 @@ async fn the_router_path_compresses_too() {
     let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(io, WsRole::Client, None).await;
     assert!(socket.get_ref().is_compressing());
 
-    let mut next = async |socket: &mut tokio_tungstenite::WebSocketStream<Deflate<TcpStream>>| -> Value {
+    let next = async |socket: &mut tokio_tungstenite::WebSocketStream<Deflate<TcpStream>>| -> Value {
         let frame = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap().unwrap().unwrap();
         serde_json::from_str(frame.to_text().unwrap()).unwrap()
     };
