@@ -180,20 +180,40 @@ impl<St: ManageTokens> Lifecycle<St> {
     }
 
     /// Issues a token for `user` (login), valid for `ttl` or until revoked.
+    /// A user who is locked out gets none: the store's source of truth
+    /// ([`TokenStore::is_locked_out`](crate::TokenStore::is_locked_out)) is
+    /// asked about the new token, and a token it refuses is revoked at once.
     ///
     /// # Errors
-    /// [`StoreError`] if the store refuses.
+    /// [`StoreError::LockedOut`] for a locked-out user; [`StoreError`] if the
+    /// store refuses.
     ///
     /// ```
-    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, StoreError};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
     /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
     /// let token = lifecycle.issue(&"alice", Some(std::time::Duration::from_secs(3600))).await?;
+    ///
+    /// lifecycle.lock_out(&"alice").await?;
+    /// assert!(matches!(lifecycle.issue(&"alice", None).await, Err(StoreError::LockedOut)));
     /// # let _ = token; Ok(()) }
     /// ```
     pub async fn issue(&self, user: &St::User, ttl: Option<Duration>) -> Result<Token, StoreError> {
-        self.shared.store.issue(user, ttl).await
+        let store = &self.shared.store;
+        let token = store.issue(user, ttl).await?;
+        match store.is_locked_out(&token).await {
+            Ok(false) => Ok(token),
+            Ok(true) => {
+                store.revoke(&token).await?;
+                Err(StoreError::LockedOut)
+            }
+            Err(error) => {
+                // Not known to be fine: nothing handed out.
+                let _ = store.revoke(&token).await;
+                Err(error)
+            }
+        }
     }
 
     /// Issues a fresh token for the user of `caller`'s token (a client that

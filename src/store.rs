@@ -474,6 +474,10 @@ pub enum StoreError {
     /// users out of an SQL store that has no activity column).
     #[error("token store cannot {0}")]
     Unsupported(&'static str),
+    /// The user is locked out: nothing was issued
+    /// ([`Lifecycle::issue`](crate::Lifecycle::issue)).
+    #[error("the user is locked out")]
+    LockedOut,
 }
 
 impl StoreError {

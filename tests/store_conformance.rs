@@ -23,7 +23,8 @@ use ws_token_auth::store::{
 };
 use ws_token_auth::ticket::TicketStore;
 use ws_token_auth::{
-    Authenticated, Authenticator, Identity, ManageTokens, MemoryTokenStore, Rejection, Token, TokenStore, TokenUser,
+    Authenticated, Authenticator, Identity, Lifecycle, ManageTokens, MemoryTokenStore, Rejection, StoreError, Token,
+    TokenStore, TokenUser,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -291,9 +292,14 @@ async fn lock_out_and_let_in<St: ManageTokens<User = User>>(s: Subject<St>) {
     let issued_while_locked = issue(store, &alice).await;
     assert_eq!(user_of(store, &issued_while_locked).await, None, "a new token of a locked user is refused too");
     assert_eq!(user_of(store, &b).await, Some(bob), "others are not");
+    // Through the lifecycle, a locked-out user is issued nothing at all.
+    let lifecycle = Lifecycle::new(Arc::clone(&s.store));
+    assert!(matches!(lifecycle.issue(&alice, None).await, Err(StoreError::LockedOut)));
     store.unlock_user(&alice.id).await.unwrap();
     assert_eq!(user_of(store, &a).await, Some(alice.clone()), "let back in, at once");
-    assert_eq!(user_of(store, &issued_while_locked).await, Some(alice));
+    assert_eq!(user_of(store, &issued_while_locked).await, Some(alice.clone()));
+    let token = lifecycle.issue(&alice, None).await.unwrap();
+    assert_eq!(user_of(store, &token).await, Some(alice));
 }
 
 async fn expiry_is_honoured_and_purged<St: ManageTokens<User = User>>(s: Subject<St>) {

@@ -27,7 +27,7 @@ use ws_token_auth::live::Revocations;
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::CachedTokenStore;
 use ws_token_auth::tungstenite::{Acceptor, check_upgrade};
-use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy, Rejection};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Identity, Lifecycle, OriginPolicy, Rejection, StoreError};
 
 use super::chat::{Hub, MAX_FRAME_BYTES};
 use super::db::{ChatUser, Db, Tokens, hash_password, verify_password};
@@ -621,6 +621,10 @@ async fn login(State(app): State<App>, request: Request) -> Response {
     drop(attempt);
     let token = match app.lifecycle.issue(&user.user(), Some(app.limits.login_token_ttl)).await {
         Ok(token) => token,
+        // Deactivated since the password was checked: as a wrong password.
+        Err(StoreError::LockedOut) => {
+            return json_response(StatusCode::UNAUTHORIZED, json!({"error": "INVALID_CREDENTIALS"}));
+        }
         Err(error) => {
             tracing::error!(%error, "login: cannot issue a token");
             return json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "UNAVAILABLE"}));

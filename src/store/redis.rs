@@ -191,6 +191,19 @@ where
             .map_err(store_error)?;
         Ok(written.map(|_| Authenticated::new(entry.user).with_expiry(entry.expires_at.map(from_unix_millis))))
     }
+
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        let key = self.token_key(token);
+        let json: Option<String> =
+            self.conn.run(|mut conn| async move { conn.get(&key).await }).await.map_err(store_error)?;
+        let Some(json) = json else { return Ok(false) };
+        let entry: Entry<U> = serde_json::from_str(&json).map_err(StoreError::backend)?;
+        if entry.expires_at.map(from_unix_millis).is_some_and(|at| at <= SystemTime::now()) {
+            return Ok(false);
+        }
+        let locked = self.locked_key(&entry.user_key);
+        self.conn.run(|mut conn| async move { conn.exists(&locked).await }).await.map_err(store_error)
+    }
 }
 
 #[async_trait]
