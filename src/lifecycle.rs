@@ -5,9 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::identity::AuthenticatedUser;
-#[cfg(feature = "redis")]
-use crate::live::redis::RevocationBus;
-use crate::live::{AccessEvent, CloseReason, Revocations, Watch, jittered};
+use crate::live::{AccessEvent, Bus, CloseReason, Listener, Revocations, Watch, jittered};
 use crate::rejection::Rejection;
 use crate::store::{ManageTokens, StoreError, UserId};
 use crate::token::Token;
@@ -64,8 +62,7 @@ impl<St> Clone for Lifecycle<St> {
 struct Shared<St> {
     store: Arc<St>,
     revocations: Revocations,
-    #[cfg(feature = "redis")]
-    bus: Option<RevocationBus>,
+    bus: Option<Arc<dyn Bus>>,
 }
 
 impl<St: ManageTokens> Lifecycle<St> {
@@ -94,23 +91,21 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// ```
     #[must_use]
     pub fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
-        let shared = Shared {
-            store,
-            revocations,
-            #[cfg(feature = "redis")]
-            bus: None,
-        };
+        let shared = Shared { store, revocations, bus: None };
         Self { shared: Arc::new(shared) }
     }
 
-    /// Joins the other nodes over `bus` (feature `redis`): changes made here
-    /// are published, and changes heard are applied here, to the store's
-    /// cache and to the open sockets. After the bus loses and regains Redis,
-    /// every open socket's token is revalidated for what was missed. Needs a
-    /// tokio runtime; the listening task ends when the last clone of this
+    /// Joins the other nodes over `bus` (a [`Bus`]: Redis pub/sub with
+    /// [`RevocationBus`](crate::live::redis::RevocationBus), feature `redis`,
+    /// or your own): changes made here are published, and changes heard are
+    /// applied here, to the store's cache and to the open sockets. When the
+    /// bus says it may have missed events (after it loses and regains its
+    /// connection), every open socket's token is revalidated. Needs a tokio
+    /// runtime; the bus's listening ends when the last clone of this
     /// lifecycle is dropped and a message or a reconnection comes.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "redis")]
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use ws_token_auth::{Lifecycle, MemoryTokenStore, live::redis::RevocationBus};
     ///
@@ -118,18 +113,17 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new())).with_bus(bus);
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     #[must_use]
-    pub fn with_bus(self, bus: RevocationBus) -> Self {
+    pub fn with_bus(self, bus: impl Bus) -> Self {
+        let bus: Arc<dyn Bus> = Arc::new(bus);
         let shared = Shared {
             store: Arc::clone(&self.shared.store),
             revocations: self.shared.revocations.clone(),
-            bus: Some(bus.clone()),
+            bus: Some(Arc::clone(&bus)),
         };
         let shared = Arc::new(shared);
         let (on_event, on_gap, alive) = (Arc::downgrade(&shared), Arc::downgrade(&shared), Arc::downgrade(&shared));
-        bus.listen(
+        bus.listen(Listener::new(
             move |event| {
                 let node = on_event.upgrade().map(|shared| Self { shared });
                 async move {
@@ -151,7 +145,7 @@ impl<St: ManageTokens> Lifecycle<St> {
                 }
             },
             move || alive.strong_count() > 0,
-        );
+        ));
         Self { shared }
     }
 
@@ -399,7 +393,6 @@ impl<St: ManageTokens> Lifecycle<St> {
     async fn changed(&self, event: AccessEvent) {
         let closed = self.shared.revocations.apply(&event);
         tracing::debug!(target: "ws_token_auth", %event, closed, "access changed");
-        #[cfg(feature = "redis")]
         if let Some(bus) = &self.shared.bus {
             if let Err(error) = bus.publish(&event).await {
                 tracing::warn!(

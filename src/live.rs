@@ -56,9 +56,12 @@ use crate::identity::AuthenticatedUser;
 use crate::store::TokenUser;
 use crate::token::{Token, TokenId};
 
+mod bus;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+
+pub use bus::{Bus, BusError, Listener};
 
 use crate::access::Recent;
 pub use crate::access::{AccessEvent, CloseReason, ParseEventError};

@@ -30,7 +30,7 @@ pub mod relay;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ws_token_auth::live::AccessEvent;
+use ws_token_auth::live::{AccessEvent, Bus};
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::{ManageTokens, OriginPolicy, Token};
 

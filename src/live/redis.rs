@@ -20,23 +20,24 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::{AsyncCommands, Client, RedisError};
+use async_trait::async_trait;
 use futures_util::StreamExt;
 
-use super::AccessEvent;
+use super::{AccessEvent, Bus, BusError, Listener};
 use crate::redis_conn::{Reconnecting, timed_out};
 
-/// Redis could not be reached or refused a command; the cause is its
-/// [`source`](std::error::Error::source).
-#[derive(Debug, thiserror::Error)]
-#[error("revocation bus: redis failed")]
-pub struct BusError(#[from] RedisError);
+impl From<RedisError> for BusError {
+    fn from(error: RedisError) -> Self {
+        Self::new(error)
+    }
+}
 
-/// Publishes and hears [`AccessEvent`]s over one Redis channel.
+/// Publishes and hears [`AccessEvent`]s over one Redis channel: the
+/// [`Bus`] for deployments with Redis.
 #[derive(Clone)]
 pub struct RevocationBus {
     publisher: Arc<Reconnecting>,
@@ -90,34 +91,23 @@ impl RevocationBus {
     pub fn channel(&self) -> &str {
         &self.channel
     }
+}
 
-    /// Sends `event` to every node (this one included, when it listens).
-    ///
-    /// # Errors
-    /// [`BusError`] if Redis does not take the message.
-    pub async fn publish(&self, event: &AccessEvent) -> Result<(), BusError> {
+#[async_trait]
+impl Bus for RevocationBus {
+    /// PUBLISH on the channel: every subscribed node hears it (this one
+    /// included, when it listens).
+    async fn publish(&self, event: &AccessEvent) -> Result<(), BusError> {
         let (channel, message) = (self.channel.clone(), event.to_string());
         let _receivers: usize =
             self.publisher.run(|mut conn| async move { conn.publish(channel, message).await }).await?;
         Ok(())
     }
 
-    /// Spawns the task that hears the channel, reconnecting by itself: it
-    /// calls `on_event` with every event heard, and `on_gap` after each
-    /// reconnection (for what it may have missed). The task ends when
-    /// `on_event` returns `false` (its node is gone) or `alive` says so.
-    pub(crate) fn listen<E, EF, G, GF>(
-        &self,
-        on_event: E,
-        on_gap: G,
-        alive: impl Fn() -> bool + Send + 'static,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        E: Fn(AccessEvent) -> EF + Send + Sync + 'static,
-        EF: Future<Output = bool> + Send,
-        G: Fn() -> GF + Send + Sync + 'static,
-        GF: Future<Output = ()> + Send,
-    {
+    /// SUBSCRIBE on a connection of its own, in a task that reconnects by
+    /// itself (250 ms doubling to 5 s) and calls [`Listener::gap`] after each
+    /// reconnection.
+    fn listen(&self, listener: Listener) {
         let (client, channel) = (self.publisher.client().clone(), self.channel.clone());
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
@@ -128,14 +118,14 @@ impl RevocationBus {
                         backoff = Duration::from_millis(250);
                         if gap {
                             tracing::info!(target: "ws_token_auth", %channel, "revocation bus reconnected; revalidating");
-                            on_gap().await;
+                            listener.gap().await;
                         }
                         let mut messages = pubsub.on_message();
                         while let Some(message) = messages.next().await {
                             let text = String::from_utf8_lossy(message.get_payload_bytes());
                             match text.parse::<AccessEvent>() {
                                 Ok(event) => {
-                                    if !on_event(event).await {
+                                    if !listener.heard(event).await {
                                         return;
                                     }
                                 }
@@ -155,14 +145,14 @@ impl RevocationBus {
                         );
                     }
                 }
-                if !alive() {
+                if !listener.is_alive() {
                     return;
                 }
                 gap = true;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-        })
+        });
     }
 }
 

@@ -1,0 +1,128 @@
+//! The lifecycle across nodes over a bus of the app's own (the `Bus` trait,
+//! no Redis): a broadcast channel in one process. A change made on one node
+//! closes the sockets and empties the cache of the other, with its close
+//! reason; a bus that lagged makes its node revalidate; a node that is gone
+//! stops listening.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use ws_token_auth::extract::CredentialKind;
+use ws_token_auth::live::{AccessEvent, Bus, BusError, CloseReason, Listener};
+use ws_token_auth::store::CachedTokenStore;
+use ws_token_auth::{AuthenticatedUser, Lifecycle, ManageTokens, MemoryTokenStore, Token, TokenStore};
+
+/// Every node of the process on one broadcast channel; counts the listening
+/// tasks that are still running.
+#[derive(Debug, Clone)]
+struct InProcess {
+    sender: broadcast::Sender<String>,
+    listening: Arc<AtomicUsize>,
+}
+
+impl InProcess {
+    fn new(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity).0, listening: Arc::default() }
+    }
+}
+
+#[async_trait]
+impl Bus for InProcess {
+    async fn publish(&self, event: &AccessEvent) -> Result<(), BusError> {
+        let _ = self.sender.send(event.to_string());
+        Ok(())
+    }
+
+    fn listen(&self, listener: Listener) {
+        let mut heard = self.sender.subscribe();
+        let listening = Arc::clone(&self.listening);
+        listening.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            loop {
+                match heard.recv().await {
+                    Ok(text) => {
+                        if let Ok(event) = text.parse() {
+                            if !listener.heard(event).await {
+                                break;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => listener.gap().await,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            listening.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+type Shared = Arc<MemoryTokenStore<String>>;
+type Node = Lifecycle<CachedTokenStore<Shared>>;
+
+fn node(bus: &InProcess, store: &Shared) -> Node {
+    Lifecycle::new(Arc::new(CachedTokenStore::new(Arc::clone(store)))).with_bus(bus.clone())
+}
+
+/// A socket of `token`'s user on `node`, authenticated through its cache.
+async fn socket_on(node: &Node, token: &Token) -> AuthenticatedUser<String> {
+    let found = node.store().authenticate(token).await.unwrap().expect("a valid token");
+    AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None)
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(2), future).await.expect("not within 2 s")
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_the_other_over_a_bus_of_the_apps_own() {
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let bus = InProcess::new(64);
+    let (a, b) = (node(&bus, &store), node(&bus, &store));
+    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
+    let bob = store.issue(&"bob".to_owned(), None).await.unwrap();
+    let alice_on_b = b.watch(&socket_on(&b, &alice).await);
+    let bob_on_b = b.watch(&socket_on(&b, &bob).await);
+
+    a.revoke(&alice).await.unwrap();
+    assert_eq!(within(alice_on_b).await, CloseReason::Revoked);
+    assert!(b.store().authenticate(&alice).await.unwrap().is_none(), "b's cache forgot alice's token");
+
+    a.lock_out(&"bob".to_owned()).await.unwrap();
+    assert_eq!(within(bob_on_b).await, CloseReason::AccessLost);
+    assert!(b.store().authenticate(&bob).await.unwrap().is_none(), "b's cache forgot bob");
+}
+
+#[tokio::test]
+async fn a_bus_that_lagged_makes_its_node_revalidate() {
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let bus = InProcess::new(1);
+    let b = node(&bus, &store);
+    let carol = store.issue(&"carol".to_owned(), None).await.unwrap();
+    let carol_on_b = b.watch(&socket_on(&b, &carol).await);
+    // Behind every lifecycle's back: only revalidation can find out.
+    store.revoke(&carol).await.unwrap();
+    // More than the channel holds, before b's task reads any: it lags.
+    for i in 0..4 {
+        bus.publish(&AccessEvent::user_locked_out(format!("nobody-{i}"))).await.unwrap();
+    }
+    assert_eq!(within(carol_on_b).await, CloseReason::Revoked);
+}
+
+#[tokio::test]
+async fn a_node_that_is_gone_stops_listening() {
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let bus = InProcess::new(8);
+    let b = node(&bus, &store);
+    assert_eq!(bus.listening.load(Ordering::SeqCst), 1);
+    drop(b);
+    bus.publish(&AccessEvent::user_locked_out("dave")).await.unwrap();
+    within(async {
+        while bus.listening.load(Ordering::SeqCst) != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
