@@ -65,10 +65,12 @@ impl BusError {
 ///         tokio::spawn(async move {
 ///             loop {
 ///                 match heard.recv().await {
-///                     Ok(text) => match text.parse() {
-///                         Ok(event) if !listener.heard(event).await => return, // the node is gone
-///                         _ => {}
-///                     },
+///                     Ok(text) => {
+///                         let Ok(event) = text.parse::<AccessEvent>() else { continue };
+///                         if !listener.heard(event).await {
+///                             return; // the node is gone
+///                         }
+///                     }
 ///                     // Messages were dropped: what they said is unknown.
 ///                     Err(broadcast::error::RecvError::Lagged(_)) => listener.gap().await,
 ///                     Err(broadcast::error::RecvError::Closed) => return,
