@@ -115,7 +115,7 @@ impl<St: TokenStore> Config<St> {
             tracing::warn!(target: "ws_token_auth", ticket_id = %ticket.id(), "a ticket record did not open");
             return Ok(None);
         };
-        Ok(self.store.revalidate(&token).await?.map(|found| (token, found)))
+        Ok(crate::store::revalidate(&*self.store, &token).await?.map(|found| (token, found)))
     }
 }
 
@@ -418,7 +418,7 @@ impl<St: TokenStore> Authenticator<St> {
     /// Judges a token handed over in-band (a client refreshing its socket's
     /// token, say) the way a handshake's would be: the same length and byte
     /// rules, the same store timeout, with the store's source of truth
-    /// ([`TokenStore::revalidate`]) asked, never only a cache: a token
+    /// ([`StoreCache::revalidate`](crate::store::StoreCache::revalidate) past a cache) asked, never only a cache: a token
     /// revoked on another node cannot move a socket onto itself here. Optional mode does not apply:
     /// an unknown token is [`Rejection::InvalidToken`], never anonymous.
     /// `kind` is recorded in the answer; the value is checked as a token, never
@@ -466,7 +466,7 @@ impl<St: TokenStore> Authenticator<St> {
     /// token. See [`crate::ticket`] for the whole flow.
     ///
     /// The token is first confirmed by the store's source of truth
-    /// ([`TokenStore::revalidate`]), under the store timeout: a token revoked
+    /// ([`StoreCache::revalidate`](crate::store::StoreCache::revalidate) past a cache), under the store timeout: a token revoked
     /// on another node but still in this node's cache mints nothing.
     ///
     /// # Errors
@@ -568,9 +568,9 @@ impl<St: TokenStore> Authenticator<St> {
                     Ask::Store => {
                         Ok(config.store.authenticate(&presented).await?.map(|found| (presented.clone(), found)))
                     }
-                    Ask::Source => {
-                        Ok(config.store.revalidate(&presented).await?.map(|found| (presented.clone(), found)))
-                    }
+                    Ask::Source => Ok(crate::store::revalidate(&*config.store, &presented)
+                        .await?
+                        .map(|found| (presented.clone(), found))),
                 }
             };
             match tokio::time::timeout(config.store_timeout, work).await {

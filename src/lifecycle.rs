@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::identity::AuthenticatedUser;
 use crate::live::{AccessEvent, Bus, CloseReason, Listener, Revocations, Watch, jittered};
 use crate::rejection::Rejection;
-use crate::store::{ManageTokens, StoreError, UserId};
+use crate::store::{ManageTokens, StoreError, TokenStore, UserId};
 use crate::token::Token;
 
 /// One handle over the store, its cache, this node's open
@@ -46,6 +46,11 @@ use crate::token::Token;
 /// # Ok(()) }
 /// ```
 ///
+/// The socket side (watch, revalidation, the other nodes' changes, the bus)
+/// works for any [`TokenStore`], a read-only one included (another app's
+/// tables); issuing, revoking and locking need a store that can
+/// ([`ManageTokens`]).
+///
 /// Cheap to clone (one reference count); clones share everything.
 #[derive(Debug)]
 pub struct Lifecycle<St> {
@@ -65,7 +70,7 @@ struct Shared<St> {
     bus: Option<Arc<dyn Bus>>,
 }
 
-impl<St: ManageTokens> Lifecycle<St> {
+impl<St: TokenStore> Lifecycle<St> {
     /// The lifecycle of `store` on this node, with a fresh socket registry.
     ///
     /// ```
@@ -173,6 +178,161 @@ impl<St: ManageTokens> Lifecycle<St> {
         &self.shared.revocations
     }
 
+    /// Registers a socket of `user` with this node's registry (in the upgrade
+    /// handler, before the 101); close the socket with the reason's
+    /// [`code`](CloseReason::code) when the [`Watch`] resolves, and drop it
+    /// when the socket ends. See [`Revocations::watch`].
+    ///
+    /// ```
+    /// # use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, extract::CredentialKind};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
+    /// let token = lifecycle.issue(&"alice", None).await?;
+    /// let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
+    /// let watch = lifecycle.watch(&user);
+    /// lifecycle.revoke(&token).await?;
+    /// assert_eq!(watch.await.code(), 4401);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(&self, user: &AuthenticatedUser<St::User>) -> Watch {
+        self.shared.revocations.watch(user)
+    }
+
+    /// Applies a change made on another node: the store's cache drops what it
+    /// must, then this node's sockets close. What the bus calls; returns how
+    /// many sockets closed.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, live::AccessEvent};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert_eq!(lifecycle.heard(&AccessEvent::user_locked_out("bob")).await, 0);
+    /// # }
+    /// ```
+    pub async fn heard(&self, event: &AccessEvent) -> usize {
+        // The cache first: a handshake that starts after this line reads the
+        // store; one that started before is closed when it registers.
+        if let Some(cache) = self.shared.store.cache() {
+            cache.forget(event).await;
+        }
+        self.shared.revocations.apply(event)
+    }
+
+    /// Here: close the sockets; elsewhere: publish.
+    async fn changed(&self, event: AccessEvent) {
+        let closed = self.shared.revocations.apply(&event);
+        tracing::debug!(target: "ws_token_auth", %event, closed, "access changed");
+        if let Some(bus) = &self.shared.bus {
+            if let Err(error) = bus.publish(&event).await {
+                tracing::warn!(
+                    target: "ws_token_auth",
+                    %event,
+                    error = %crate::store::ErrorChain(&error),
+                    "the other nodes were not told; they find out at their next revalidation",
+                );
+            }
+        }
+    }
+
+    /// Asks the store's source of truth ([`StoreCache::revalidate`](crate::store::StoreCache::revalidate) past a cache)
+    /// about every distinct token of this node's open sockets once; a token
+    /// it no longer accepts is revoked here (its sockets close with 4401, or
+    /// 4403 when [`TokenStore::is_locked_out`](crate::TokenStore::is_locked_out)
+    /// says its user is locked out; the cache never answers for it again). A store error stops the pass
+    /// and closes nothing: an outage is not a revocation. A later expiry in
+    /// the answer (a sliding expiry extended by the lookup) moves the
+    /// sockets' expiry and warning with it. Returns how many sockets closed.
+    /// Lookups are made one after another, not in a burst.
+    ///
+    /// ```
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// assert_eq!(lifecycle.revalidate_once().await, 0);
+    /// # }
+    /// ```
+    pub async fn revalidate_once(&self) -> usize {
+        let mut closed = 0;
+        for token in self.shared.revocations.tokens() {
+            match crate::store::revalidate(&*self.shared.store, &token).await {
+                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
+                    // A sliding expiry moved by use: the token's sockets follow.
+                    if let Some(at) = found.expires_at {
+                        self.shared.revocations.extend(token.id(), at);
+                    }
+                }
+                Ok(_) => {
+                    // A deactivated user's sockets close with 4403, as the
+                    // lock-out itself would have closed them.
+                    let locked = self.shared.store.is_locked_out(&token).await.unwrap_or(false);
+                    let reason = if locked { CloseReason::AccessLost } else { CloseReason::Revoked };
+                    let event = AccessEvent::TokenRevoked { id: token.id(), reason };
+                    closed += self.heard(&event).await;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        target: "ws_token_auth",
+                        error = %crate::store::ErrorChain(&error),
+                        "revalidation skipped: the store failed",
+                    );
+                    return closed;
+                }
+            }
+        }
+        if closed > 0 {
+            tracing::debug!(target: "ws_token_auth", closed, "revalidation closed sockets");
+        }
+        closed
+    }
+
+    /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)
+    /// every `every` (default [`DEFAULT_REVALIDATE_EVERY`](crate::live::DEFAULT_REVALIDATE_EVERY)),
+    /// each time with up to 10 % random jitter so that nodes started together
+    /// do not ask the store in step: the bound on how long a change made
+    /// behind the lifecycle's back (straight in the database, by a node with
+    /// no bus) takes to close sockets. The task ends when every clone of this
+    /// lifecycle is dropped.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
+    /// let task = lifecycle.revalidate_every(Duration::from_secs(60));
+    /// # task.abort();
+    /// # }
+    /// ```
+    pub fn revalidate_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.every(every, |node| async move {
+            node.revalidate_once().await;
+        })
+    }
+
+    /// Runs `work` every `every` (jittered) while this lifecycle lives.
+    fn every<F, Fut>(&self, every: Duration, work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Self) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let node: Weak<Shared<St>> = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(jittered(every)).await;
+                let Some(shared) = node.upgrade() else { return };
+                work(Self { shared }).await;
+            }
+        })
+    }
+}
+
+// Issuing, revoking and locking: for stores that can
+// (`ManageTokens`). A read-only store (another app's tables) gets the
+// socket side above all the same.
+impl<St: ManageTokens> Lifecycle<St> {
     /// Issues a token for `user` (login), valid for `ttl` or until revoked.
     /// A user who is locked out gets none: the store's source of truth
     /// ([`TokenStore::is_locked_out`](crate::TokenStore::is_locked_out)) is
@@ -212,7 +372,7 @@ impl<St: ManageTokens> Lifecycle<St> {
 
     /// Issues a fresh token for the user of `caller`'s token (a client that
     /// renews its own token with it), once the store's source of truth
-    /// ([`TokenStore::revalidate`](crate::TokenStore::revalidate)) has
+    /// ([`StoreCache::revalidate`](crate::store::StoreCache::revalidate) past a cache) has
     /// confirmed that token: a token revoked on another node, or whose user
     /// was locked out, but still in this node's cache, mints nothing that
     /// would outlive its revocation. A refused token is revoked here too (its
@@ -242,7 +402,7 @@ impl<St: ManageTokens> Lifecycle<St> {
         ttl: Option<Duration>,
     ) -> Result<Token, Rejection> {
         let store = &self.shared.store;
-        let confirmed = match store.revalidate(caller.token()).await {
+        let confirmed = match crate::store::revalidate(&**store, caller.token()).await {
             Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => found,
             Ok(_) => {
                 let locked = store.is_locked_out(caller.token()).await.unwrap_or(false);
@@ -349,138 +509,6 @@ impl<St: ManageTokens> Lifecycle<St> {
         Ok(())
     }
 
-    /// Registers a socket of `user` with this node's registry (in the upgrade
-    /// handler, before the 101); close the socket with the reason's
-    /// [`code`](CloseReason::code) when the [`Watch`] resolves, and drop it
-    /// when the socket ends. See [`Revocations::watch`].
-    ///
-    /// ```
-    /// # use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, extract::CredentialKind};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
-    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::new()));
-    /// let token = lifecycle.issue(&"alice", None).await?;
-    /// let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
-    /// let watch = lifecycle.watch(&user);
-    /// lifecycle.revoke(&token).await?;
-    /// assert_eq!(watch.await.code(), 4401);
-    /// # Ok(()) }
-    /// ```
-    pub fn watch(&self, user: &AuthenticatedUser<St::User>) -> Watch {
-        self.shared.revocations.watch(user)
-    }
-
-    /// Applies a change made on another node: the store's cache drops what it
-    /// must, then this node's sockets close. What the bus calls; returns how
-    /// many sockets closed.
-    ///
-    /// ```
-    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, live::AccessEvent};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
-    /// assert_eq!(lifecycle.heard(&AccessEvent::user_locked_out("bob")).await, 0);
-    /// # }
-    /// ```
-    pub async fn heard(&self, event: &AccessEvent) -> usize {
-        // The cache first: a handshake that starts after this line reads the
-        // store; one that started before is closed when it registers.
-        self.shared.store.heard(event).await;
-        self.shared.revocations.apply(event)
-    }
-
-    /// Here: close the sockets; elsewhere: publish.
-    async fn changed(&self, event: AccessEvent) {
-        let closed = self.shared.revocations.apply(&event);
-        tracing::debug!(target: "ws_token_auth", %event, closed, "access changed");
-        if let Some(bus) = &self.shared.bus {
-            if let Err(error) = bus.publish(&event).await {
-                tracing::warn!(
-                    target: "ws_token_auth",
-                    %event,
-                    error = %crate::store::ErrorChain(&error),
-                    "the other nodes were not told; they find out at their next revalidation",
-                );
-            }
-        }
-    }
-
-    /// Asks the store's source of truth ([`TokenStore::revalidate`](crate::TokenStore::revalidate))
-    /// about every distinct token of this node's open sockets once; a token
-    /// it no longer accepts is revoked here (its sockets close with 4401, or
-    /// 4403 when [`TokenStore::is_locked_out`](crate::TokenStore::is_locked_out)
-    /// says its user is locked out; the cache never answers for it again). A store error stops the pass
-    /// and closes nothing: an outage is not a revocation. A later expiry in
-    /// the answer (a sliding expiry extended by the lookup) moves the
-    /// sockets' expiry and warning with it. Returns how many sockets closed.
-    /// Lookups are made one after another, not in a burst.
-    ///
-    /// ```
-    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
-    /// assert_eq!(lifecycle.revalidate_once().await, 0);
-    /// # }
-    /// ```
-    pub async fn revalidate_once(&self) -> usize {
-        let mut closed = 0;
-        for token in self.shared.revocations.tokens() {
-            match self.shared.store.revalidate(&token).await {
-                Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
-                    // A sliding expiry moved by use: the token's sockets follow.
-                    if let Some(at) = found.expires_at {
-                        self.shared.revocations.extend(token.id(), at);
-                    }
-                }
-                Ok(_) => {
-                    // A deactivated user's sockets close with 4403, as the
-                    // lock-out itself would have closed them.
-                    let locked = self.shared.store.is_locked_out(&token).await.unwrap_or(false);
-                    let reason = if locked { CloseReason::AccessLost } else { CloseReason::Revoked };
-                    let event = AccessEvent::TokenRevoked { id: token.id(), reason };
-                    closed += self.heard(&event).await;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        target: "ws_token_auth",
-                        error = %crate::store::ErrorChain(&error),
-                        "revalidation skipped: the store failed",
-                    );
-                    return closed;
-                }
-            }
-        }
-        if closed > 0 {
-            tracing::debug!(target: "ws_token_auth", closed, "revalidation closed sockets");
-        }
-        closed
-    }
-
-    /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)
-    /// every `every` (default [`DEFAULT_REVALIDATE_EVERY`](crate::live::DEFAULT_REVALIDATE_EVERY)),
-    /// each time with up to 10 % random jitter so that nodes started together
-    /// do not ask the store in step: the bound on how long a change made
-    /// behind the lifecycle's back (straight in the database, by a node with
-    /// no bus) takes to close sockets. The task ends when every clone of this
-    /// lifecycle is dropped.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use ws_token_auth::{Lifecycle, MemoryTokenStore};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()));
-    /// let task = lifecycle.revalidate_every(Duration::from_secs(60));
-    /// # task.abort();
-    /// # }
-    /// ```
-    pub fn revalidate_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        self.every(every, |node| async move {
-            node.revalidate_once().await;
-        })
-    }
-
     /// Spawns a task that deletes expired tokens and connect tickets from the
     /// store ([`ManageTokens::purge_expired`]) every `every` (with up to 10 %
     /// jitter): a ticket or token row never outlives its expiry by more than
@@ -506,22 +534,6 @@ impl<St: ManageTokens> Lifecycle<St> {
                     error = %crate::store::ErrorChain(&error),
                     "purge of expired tokens and tickets failed; trying again later",
                 ),
-            }
-        })
-    }
-
-    /// Runs `work` every `every` (jittered) while this lifecycle lives.
-    fn every<F, Fut>(&self, every: Duration, work: F) -> tokio::task::JoinHandle<()>
-    where
-        F: Fn(Self) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let node: Weak<Shared<St>> = Arc::downgrade(&self.shared);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(jittered(every)).await;
-                let Some(shared) = node.upgrade() else { return };
-                work(Self { shared }).await;
             }
         })
     }

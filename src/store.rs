@@ -150,14 +150,6 @@ pub trait TokenStore: Send + Sync + 'static {
     /// who may not log in (401), and `Err` when the store cannot answer (503).
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError>;
 
-    /// [`authenticate`](Self::authenticate), answered by the source of truth:
-    /// what revalidation of open sockets asks. A cache overrides it to ask the
-    /// store behind it (and to remember the fresh answer); other stores need
-    /// not implement it.
-    async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
-        self.authenticate(token).await
-    }
-
     /// Whether `token`, which the store no longer accepts, is refused because
     /// its user is locked out (deactivated) rather than because the token is
     /// gone: asked by the source of truth when revalidation finds a token
@@ -179,6 +171,68 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
         let _ = token;
         Ok(false)
+    }
+
+    /// The cache this store is, if it is one ([`CachedTokenStore`] says
+    /// so): what revalidation and the other nodes' changes go through. Leave
+    /// it for any other store.
+    ///
+    /// ```
+    /// use ws_token_auth::{MemoryTokenStore, TokenStore, store::CachedTokenStore};
+    ///
+    /// assert!(MemoryTokenStore::<String>::new().cache().is_none());
+    /// assert!(CachedTokenStore::new(MemoryTokenStore::<String>::new()).cache().is_some());
+    /// ```
+    fn cache(&self) -> Option<&dyn StoreCache<Self::User>> {
+        None
+    }
+}
+
+/// What only a cache in front of a store does, apart from answering: ask
+/// the source of truth past itself, and forget what a change of access
+/// makes wrong. [`CachedTokenStore`] implements it and names itself in
+/// [`TokenStore::cache`]; the [`Lifecycle`](crate::Lifecycle) and the
+/// [`Authenticator`](crate::Authenticator) call it, apps do not.
+///
+/// ```
+/// use ws_token_auth::{Lifecycle, MemoryTokenStore, TokenStore};
+/// use ws_token_auth::{live::AccessEvent, store::CachedTokenStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+/// let inner = std::sync::Arc::new(MemoryTokenStore::<String>::new());
+/// let cached = CachedTokenStore::new(std::sync::Arc::clone(&inner));
+/// let token = Lifecycle::new(std::sync::Arc::clone(&inner)).issue(&"alice".to_string(), None).await?;
+/// assert!(cached.authenticate(&token).await?.is_some()); // now cached
+///
+/// // Revoked behind the cache's back: only the source of truth knows.
+/// Lifecycle::new(inner).revoke(&token).await?;
+/// let cache = cached.cache().unwrap();
+/// assert!(cache.revalidate(&token).await?.is_none());
+/// cache.forget(&AccessEvent::token_revoked(token.id())).await;
+/// assert!(cached.authenticate(&token).await?.is_none());
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait StoreCache<U>: Send + Sync {
+    /// [`authenticate`](TokenStore::authenticate), answered by the source of
+    /// truth behind the cache (and remembered): what revalidation of open
+    /// sockets, redeeming a ticket and minting from a token ask.
+    async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError>;
+
+    /// Drops what `event` (a change made on another node, or here) makes
+    /// wrong.
+    async fn forget(&self, event: &AccessEvent);
+}
+
+/// `store`'s source of truth about `token`: past its cache, if it is one.
+pub(crate) async fn revalidate<St: TokenStore + ?Sized>(
+    store: &St,
+    token: &Token,
+) -> Result<Option<Authenticated<St::User>>, StoreError> {
+    match store.cache() {
+        Some(cache) => cache.revalidate(token).await,
+        None => store.authenticate(token).await,
     }
 }
 
@@ -228,12 +282,6 @@ pub trait ManageTokens: TokenStore {
 
     /// Deletes the tokens whose expiry has passed; returns how many.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
-
-    /// Called with every change made on another node (heard over the bus), so
-    /// that a cache drops what it must. Stores without a cache do nothing.
-    async fn heard(&self, event: &AccessEvent) {
-        let _ = event;
-    }
 }
 
 macro_rules! forward_store {
@@ -246,12 +294,12 @@ macro_rules! forward_store {
                 (**self).authenticate(token).await
             }
 
-            async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<Self::User>>, StoreError> {
-                (**self).revalidate(token).await
-            }
-
             async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
                 (**self).is_locked_out(token).await
+            }
+
+            fn cache(&self) -> Option<&dyn StoreCache<Self::User>> {
+                (**self).cache()
             }
         }
 
@@ -274,9 +322,6 @@ macro_rules! forward_store {
             }
             async fn purge_expired(&self) -> Result<u64, StoreError> {
                 (**self).purge_expired().await
-            }
-            async fn heard(&self, event: &AccessEvent) {
-                (**self).heard(event).await
             }
         }
     )*};

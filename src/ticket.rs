@@ -24,7 +24,7 @@
 //! yields (HMAC-SHA-256 as a stream cipher, then an HMAC-SHA-256 tag over the
 //! result). Redeeming takes the record (atomically: a used ticket is gone),
 //! opens the seal with the presented ticket and asks the token store's source
-//! of truth ([`TokenStore::revalidate`](crate::TokenStore::revalidate)) about
+//! of truth ([`StoreCache::revalidate`](crate::store::StoreCache::revalidate) past a cache) about
 //! the token. So tickets work in front of any [`TokenStore`](crate::TokenStore),
 //! your own included, and a reader of the ticket table learns no token.
 //!

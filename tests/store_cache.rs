@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use common::{Counting, User, issue};
 use ws_token_auth::live::AccessEvent;
 use ws_token_auth::store::CachedTokenStore;
+use ws_token_auth::store::StoreCache;
 use ws_token_auth::{Authenticated, ManageTokens, MemoryTokenStore, StoreError, Token, TokenStore};
 
 /// A store that reads at once and answers 100 ms later (so that concurrent
@@ -174,14 +175,14 @@ async fn changes_heard_from_other_nodes_take_effect_at_once() {
     // Another node revoked a's token and locked bob out in the shared store.
     memory.revoke(&a).await.unwrap();
     memory.lock_user(&2).await.unwrap();
-    cache.heard(&AccessEvent::token_revoked(a.id())).await;
-    cache.heard(&AccessEvent::user_locked_out("2")).await;
+    cache.forget(&AccessEvent::token_revoked(a.id())).await;
+    cache.forget(&AccessEvent::user_locked_out("2")).await;
     assert!(cache.authenticate(&a).await.unwrap().is_none());
     assert!(cache.authenticate(&b).await.unwrap().is_none());
 
     // And let bob back in: the refusal cached meanwhile is dropped.
     memory.unlock_user(&2).await.unwrap();
-    cache.heard(&AccessEvent::user_restored("2")).await;
+    cache.forget(&AccessEvent::user_restored("2")).await;
     assert!(cache.authenticate(&b).await.unwrap().is_some());
 }
 

@@ -7,7 +7,7 @@
 //!   these TTLs bound how stale an answer may be for a change made behind the
 //!   cache's back (straight in the database, by a node with no bus);
 //! - every change made through it ([`ManageTokens`]) or heard from another
-//!   node ([`ManageTokens::heard`]) takes effect at once: a revoked token, a
+//!   node ([`StoreCache::forget`]) takes effect at once: a revoked token, a
 //!   revoked or locked-out user is never answered from the cache again, and a
 //!   user let back in is never refused from it, also when a lookup that began
 //!   before the change ends after it (each answer remembers when its lookup
@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{Authenticated, ManageTokens, StoreError, TokenStore, TokenUser, UserId};
+use super::{Authenticated, ManageTokens, StoreCache, StoreError, TokenStore, TokenUser, UserId};
 use crate::access::{AccessEvent, Recent};
 use crate::store::tickets::TicketStore;
 use crate::token::{DIGEST_LEN, Token, TokenId};
@@ -357,9 +357,20 @@ impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
         self.inner.authenticate(token).await
     }
 
+    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
+        self.inner.is_locked_out(token).await
+    }
+
+    fn cache(&self) -> Option<&dyn StoreCache<S::User>> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl<S: TokenStore> StoreCache<S::User> for CachedTokenStore<S> {
     async fn revalidate(&self, token: &Token) -> Result<Option<Authenticated<S::User>>, StoreError> {
         let asked_at = Instant::now();
-        let answer = self.inner.revalidate(token).await?;
+        let answer = super::revalidate(&self.inner, token).await?;
         let answer = answer.filter(|found| !found.is_expired_at(SystemTime::now()));
         if answer.is_none() {
             // Whatever the cache held for it, lookups that began before now
@@ -372,8 +383,15 @@ impl<S: TokenStore> TokenStore for CachedTokenStore<S> {
         Ok(answer)
     }
 
-    async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
-        self.inner.is_locked_out(token).await
+    async fn forget(&self, event: &AccessEvent) {
+        match event {
+            AccessEvent::TokenRevoked { id, .. } => self.token_gone(*id).await,
+            AccessEvent::UserRevoked { user, .. } => self.user_gone(user),
+            AccessEvent::UserRestored { .. } => self.user_restored(),
+        }
+        if let Some(inner) = self.inner.cache() {
+            inner.forget(event).await;
+        }
     }
 }
 
@@ -411,14 +429,5 @@ impl<S: ManageTokens> ManageTokens for CachedTokenStore<S> {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.inner.purge_expired().await
-    }
-
-    async fn heard(&self, event: &AccessEvent) {
-        match event {
-            AccessEvent::TokenRevoked { id, .. } => self.token_gone(*id).await,
-            AccessEvent::UserRevoked { user, .. } => self.user_gone(user),
-            AccessEvent::UserRestored { .. } => self.user_restored(),
-        }
-        self.inner.heard(event).await;
     }
 }
