@@ -8,12 +8,14 @@ mod common;
 mod drf_postgres;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::{connect, next_text};
 use drf_postgres::{DrfTokens, router};
 use http::StatusCode;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use ws_token_auth::Token;
+use ws_token_auth::{Lifecycle, Token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn django_tokens_are_accepted_as_django_would() {
@@ -47,13 +49,15 @@ async fn django_tokens_are_accepted_as_django_would() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(DrfTokens { pool: pool.clone() });
+    let lifecycle = Lifecycle::new(Arc::new(DrfTokens { pool: pool.clone() }));
+    let app = router(lifecycle.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     // Active user: accepted, by cookie (the Android way) or Authorization header.
     let (status, socket) = connect(addr, &[("cookie", "key=9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")]).await;
     assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
-    assert_eq!(next_text(&mut socket.unwrap()).await, "hello alice");
+    let mut alice = socket.unwrap();
+    assert_eq!(next_text(&mut alice).await, "hello alice");
     let auth = [("authorization", "Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")];
     assert_eq!(connect(addr, &auth).await.0, StatusCode::SWITCHING_PROTOCOLS);
     // Inactive user: refused.
@@ -66,11 +70,20 @@ async fn django_tokens_are_accepted_as_django_would() {
         connect(addr, &[("cookie", "key=ffffffffffffffffffffffffffffffffffffffff")]).await.0,
         StatusCode::UNAUTHORIZED
     );
-    // Deleted token (what DRF does on logout, or an admin in Django's admin): refused.
+    // Deleted token (what DRF does on logout, or an admin in Django's admin):
+    // refused, and the socket it opened closes at the next revalidation, 4401.
     let carol = [("cookie", "key=c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffe")];
-    assert_eq!(connect(addr, &carol).await.0, StatusCode::SWITCHING_PROTOCOLS);
+    let (status, carol_socket) = connect(addr, &carol).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    let mut carol_socket = carol_socket.unwrap();
+    assert_eq!(next_text(&mut carol_socket).await, "hello carol");
     sqlx::query("DELETE FROM authtoken_token WHERE user_id = 3").execute(&pool).await.unwrap();
     assert_eq!(connect(addr, &carol).await.0, StatusCode::UNAUTHORIZED);
+    // Alice deactivated in Django's admin: her socket closes with 4403.
+    sqlx::query("UPDATE auth_user SET is_active = false WHERE id = 1").execute(&pool).await.unwrap();
+    assert_eq!(lifecycle.revalidate_once().await, 2);
+    assert_eq!(testkit::close_code(&mut carol_socket, Duration::from_secs(5)).await, Some(4401));
+    assert_eq!(testkit::close_code(&mut alice, Duration::from_secs(5)).await, Some(4403));
 
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
 }
