@@ -484,7 +484,7 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// # Ok(()) }
     /// ```
     pub async fn lock_out(&self, id: &UserId<St>) -> Result<(), StoreError> {
-        self.shared.store.lock_user(id).await?;
+        self.shared.store.lock_out(id).await?;
         self.changed(AccessEvent::user_locked_out(id.to_string())).await;
         Ok(())
     }
@@ -504,7 +504,7 @@ impl<St: ManageTokens> Lifecycle<St> {
     /// # Ok(()) }
     /// ```
     pub async fn let_in(&self, id: &UserId<St>) -> Result<(), StoreError> {
-        self.shared.store.unlock_user(id).await?;
+        self.shared.store.let_in(id).await?;
         self.changed(AccessEvent::user_restored(id.to_string())).await;
         Ok(())
     }

@@ -164,7 +164,7 @@ pub trait TokenStore: Send + Sync + 'static {
     /// let store = MemoryTokenStore::<String>::new();
     /// let token = store.issue(&"alice".to_string(), None).await?;
     /// assert!(!store.is_locked_out(&token).await?);
-    /// store.lock_user(&"alice".to_string()).await?;
+    /// store.lock_out(&"alice".to_string()).await?;
     /// assert!(store.is_locked_out(&token).await?);
     /// # Ok(()) }
     /// ```
@@ -252,9 +252,9 @@ pub(crate) async fn revalidate<St: TokenStore + ?Sized>(
 /// let token = store.issue(&"alice".to_string(), None).await?;
 /// assert!(store.authenticate(&token).await?.is_some());
 ///
-/// store.lock_user(&"alice".to_string()).await?;       // deactivated: refused
+/// store.lock_out(&"alice".to_string()).await?;       // deactivated: refused
 /// assert!(store.authenticate(&token).await?.is_none());
-/// store.unlock_user(&"alice".to_string()).await?;     // back: accepted again
+/// store.let_in(&"alice".to_string()).await?;     // back: accepted again
 /// assert!(store.authenticate(&token).await?.is_some());
 ///
 /// assert_eq!(store.revoke_user(&"alice".to_string()).await?, 1);
@@ -274,11 +274,11 @@ pub trait ManageTokens: TokenStore {
     async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError>;
 
     /// Locks the user `id` out: their tokens stay stored but authenticate as
-    /// nobody until [`unlock_user`](Self::unlock_user).
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError>;
+    /// nobody until [`let_in`](Self::let_in).
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError>;
 
     /// Lets a locked-out user in again: their unexpired tokens work again.
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError>;
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError>;
 
     /// Deletes the tokens whose expiry has passed; returns how many.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
@@ -314,11 +314,11 @@ macro_rules! forward_store {
             async fn revoke_user(&self, id: &UserId<Self>) -> Result<u64, StoreError> {
                 (**self).revoke_user(id).await
             }
-            async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-                (**self).lock_user(id).await
+            async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+                (**self).lock_out(id).await
             }
-            async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-                (**self).unlock_user(id).await
+            async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+                (**self).let_in(id).await
             }
             async fn purge_expired(&self) -> Result<u64, StoreError> {
                 (**self).purge_expired().await

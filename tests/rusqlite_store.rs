@@ -93,7 +93,7 @@ async fn reads_and_writes_the_same_tables_as_the_sqlx_store() {
 
     assert!(sqlx.revoke(&by_inline).await.unwrap());
     assert!(inline.authenticate(&by_inline).await.unwrap().is_none(), "revoked through the other store");
-    inline.lock_user(&1).await.unwrap();
+    inline.lock_out(&1).await.unwrap();
     assert!(sqlx.authenticate(&by_sqlx).await.unwrap().is_none(), "locked out through the other store");
 }
 

@@ -119,16 +119,16 @@ async fn behaves(pool: SqlPool) {
     assert!(store.authenticate(&alice2).await.unwrap().is_some(), "other users keep their tokens");
 
     // Locking out writes the activity column: the app's own login sees it too.
-    store.lock_user(&1).await.unwrap();
+    store.lock_out(&1).await.unwrap();
     assert_eq!(store.authenticate(&alice2).await.unwrap(), None, "locked out");
-    store.unlock_user(&1).await.unwrap();
+    store.let_in(&1).await.unwrap();
     assert!(store.authenticate(&alice2).await.unwrap().is_some(), "let back in");
-    store.unlock_user(&3).await.unwrap();
+    store.let_in(&3).await.unwrap();
     assert!(store.authenticate(&carol).await.unwrap().is_some(), "an inactive user activated");
 
     // Without an activity column, locking out is refused, never silently ignored.
     let plain = pool.store(UsersTable::new(&users).unwrap()).with_table_name(&tokens).unwrap();
-    assert!(matches!(plain.lock_user(&1).await, Err(StoreError::Unsupported(_))));
+    assert!(matches!(plain.lock_out(&1).await, Err(StoreError::Unsupported(_))));
 
     exec(&pool, &format!("DROP TABLE {tokens}; DROP TABLE {users};")).await;
 }

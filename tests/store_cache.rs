@@ -140,7 +140,7 @@ async fn lock_out_and_let_in_take_effect_at_once_whatever_was_cached() {
     for token in [&first, &second, &bob] {
         assert!(cache.authenticate(token).await.unwrap().is_some());
     }
-    cache.lock_user(&1).await.unwrap();
+    cache.lock_out(&1).await.unwrap();
     assert!(cache.authenticate(&first).await.unwrap().is_none(), "the cached acceptance was not trusted");
     assert!(cache.authenticate(&second).await.unwrap().is_none());
     assert!(cache.authenticate(&bob).await.unwrap().is_some(), "another user keeps their cached answer");
@@ -158,7 +158,7 @@ trait LetIn {
 
 impl LetIn for Arc<CachedTokenStore<Arc<Counting<Slow>>>> {
     async fn let_in_check(&self, token: &Token) {
-        self.unlock_user(&1).await.unwrap();
+        self.let_in(&1).await.unwrap();
         assert!(self.authenticate(token).await.unwrap().is_some(), "no cached refusal outlives the unlock");
     }
 }
@@ -174,14 +174,14 @@ async fn changes_heard_from_other_nodes_take_effect_at_once() {
 
     // Another node revoked a's token and locked bob out in the shared store.
     memory.revoke(&a).await.unwrap();
-    memory.lock_user(&2).await.unwrap();
+    memory.lock_out(&2).await.unwrap();
     cache.forget(&AccessEvent::token_revoked(a.id())).await;
     cache.forget(&AccessEvent::user_locked_out("2")).await;
     assert!(cache.authenticate(&a).await.unwrap().is_none());
     assert!(cache.authenticate(&b).await.unwrap().is_none());
 
     // And let bob back in: the refusal cached meanwhile is dropped.
-    memory.unlock_user(&2).await.unwrap();
+    memory.let_in(&2).await.unwrap();
     cache.forget(&AccessEvent::user_restored("2")).await;
     assert!(cache.authenticate(&b).await.unwrap().is_some());
 }

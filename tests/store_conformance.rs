@@ -287,7 +287,7 @@ async fn lock_out_and_let_in<St: ManageTokens<User = User>>(s: Subject<St>) {
     let store = &*s.store;
     let (a, b) = (issue(store, &alice).await, issue(store, &bob).await);
     assert!(user_of(store, &a).await.is_some());
-    store.lock_user(&alice.id).await.unwrap();
+    store.lock_out(&alice.id).await.unwrap();
     assert_eq!(user_of(store, &a).await, None, "locked out");
     let issued_while_locked = issue(store, &alice).await;
     assert_eq!(user_of(store, &issued_while_locked).await, None, "a new token of a locked user is refused too");
@@ -295,7 +295,7 @@ async fn lock_out_and_let_in<St: ManageTokens<User = User>>(s: Subject<St>) {
     // Through the lifecycle, a locked-out user is issued nothing at all.
     let lifecycle = Lifecycle::new(Arc::clone(&s.store));
     assert!(matches!(lifecycle.issue(&alice, None).await, Err(StoreError::LockedOut)));
-    store.unlock_user(&alice.id).await.unwrap();
+    store.let_in(&alice.id).await.unwrap();
     assert_eq!(user_of(store, &a).await, Some(alice.clone()), "let back in, at once");
     assert_eq!(user_of(store, &issued_while_locked).await, Some(alice.clone()));
     let token = lifecycle.issue(&alice, None).await.unwrap();

@@ -99,11 +99,11 @@ impl ManageTokens for Tokens {
     async fn revoke_user(&self, id: &i64) -> Result<u64, StoreError> {
         with_store!(self, store => store.revoke_user(id).await)
     }
-    async fn lock_user(&self, id: &i64) -> Result<(), StoreError> {
-        with_store!(self, store => store.lock_user(id).await)
+    async fn lock_out(&self, id: &i64) -> Result<(), StoreError> {
+        with_store!(self, store => store.lock_out(id).await)
     }
-    async fn unlock_user(&self, id: &i64) -> Result<(), StoreError> {
-        with_store!(self, store => store.unlock_user(id).await)
+    async fn let_in(&self, id: &i64) -> Result<(), StoreError> {
+        with_store!(self, store => store.let_in(id).await)
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         with_store!(self, store => store.purge_expired().await)

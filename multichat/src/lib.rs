@@ -30,8 +30,8 @@ pub mod relay;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ws_token_auth::live::{AccessEvent, Bus};
 use ws_token_auth::live::redis::RevocationBus;
+use ws_token_auth::live::{AccessEvent, Bus};
 use ws_token_auth::{ManageTokens, OriginPolicy, Token};
 
 use self::db::{ChatUser, Db, Error, hash_password};
@@ -421,11 +421,11 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
             let tell = Tell::new(redis_url.as_deref(), url)?;
             if active {
-                db.tokens.unlock_user(&id).await?;
+                db.tokens.let_in(&id).await?;
                 tell.others(AccessEvent::user_restored(id.to_string())).await;
                 eprintln!("activated {name}");
             } else {
-                db.tokens.lock_user(&id).await?;
+                db.tokens.lock_out(&id).await?;
                 tell.others(AccessEvent::user_locked_out(id.to_string())).await;
                 eprintln!("deactivated {name}: its sockets close with 4403");
             }

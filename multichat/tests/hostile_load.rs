@@ -319,13 +319,13 @@ async fn a_deactivation_found_at_revalidation_closes_with_4403() {
     let mut socket = common::connect_with_token(addr, token.expose_secret()).await;
     // Another process deactivates alice, without a bus.
     let elsewhere = Db::open(&url).await.unwrap();
-    elsewhere.tokens.lock_user(&id).await.unwrap();
+    elsewhere.tokens.lock_out(&id).await.unwrap();
     assert_eq!(app.lifecycle.revalidate_once().await, 1);
     assert_eq!(testkit::close_code(&mut socket, Duration::from_secs(3)).await, Some(4403));
     let cookie = format!("key={}", token.expose_secret());
     assert_eq!(common::chat_handshake(addr, &[("cookie", &cookie)]).await.0, 401, "refused from then on");
     // A token revoked outright still closes with 4401.
-    elsewhere.tokens.unlock_user(&id).await.unwrap();
+    elsewhere.tokens.let_in(&id).await.unwrap();
     let other = elsewhere.issue_token(id, None).await.unwrap();
     let mut socket = common::connect_with_token(addr, other.expose_secret()).await;
     elsewhere.tokens.revoke(&other).await.unwrap();

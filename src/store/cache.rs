@@ -415,14 +415,14 @@ impl<S: ManageTokens> ManageTokens for CachedTokenStore<S> {
         Ok(revoked)
     }
 
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.lock_user(id).await?;
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.lock_out(id).await?;
         self.user_gone(&id.to_string());
         Ok(())
     }
 
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
-        self.inner.unlock_user(id).await?;
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+        self.inner.let_in(id).await?;
         self.user_restored();
         Ok(())
     }

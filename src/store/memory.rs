@@ -204,12 +204,12 @@ impl<U: TokenUser> ManageTokens for MemoryTokenStore<U> {
         Ok(self.remove_where(|entry| entry.user.id() == *id))
     }
 
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.write().locked.insert(id.clone());
         Ok(())
     }
 
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.write().locked.remove(id);
         Ok(())
     }

@@ -260,12 +260,12 @@ where
         Ok(deleted.saturating_sub(1).min(tokens as u64))
     }
 
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         let key = self.locked_key(&id.to_string());
         self.conn.run(|mut conn| async move { conn.set::<_, _, ()>(&key, 1).await }).await.map_err(store_error)
     }
 
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         let key = self.locked_key(&id.to_string());
         self.conn.run(|mut conn| async move { conn.del::<_, ()>(&key).await }).await.map_err(store_error)
     }

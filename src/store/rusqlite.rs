@@ -526,11 +526,11 @@ impl<U: RusqliteUser> ManageTokens for RusqliteTokenStore<U> {
         self.execute_with(|tables| &tables.revoke_user, *id).await
     }
 
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.set_active(*id, false).await
     }
 
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.set_active(*id, true).await
     }
 

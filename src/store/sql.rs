@@ -18,7 +18,7 @@
 //! SQLite-only app, `RusqliteTokenStore` (feature `rusqlite`) keeps the same
 //! tables and looks tokens up on the calling thread instead.
 //!
-//! Locking a user out ([`ManageTokens::lock_user`]) sets the users table's
+//! Locking a user out ([`ManageTokens::lock_out`]) sets the users table's
 //! activity column to false (and letting them in, to true): configure it with
 //! [`UsersTable::active_column`]; without one, locking answers
 //! [`StoreError::Unsupported`].
@@ -301,11 +301,11 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
         self.execute_with(&self.tables.revoke_user, *id).await
     }
 
-    async fn lock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn lock_out(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.set_active(*id, false).await
     }
 
-    async fn unlock_user(&self, id: &UserId<Self>) -> Result<(), StoreError> {
+    async fn let_in(&self, id: &UserId<Self>) -> Result<(), StoreError> {
         self.set_active(*id, true).await
     }
 

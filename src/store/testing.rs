@@ -32,11 +32,11 @@ impl ManageTokens for Stale {
     async fn revoke_user(&self, id: &String) -> Result<u64, StoreError> {
         self.0.revoke_user(id).await
     }
-    async fn lock_user(&self, id: &String) -> Result<(), StoreError> {
-        self.0.lock_user(id).await
+    async fn lock_out(&self, id: &String) -> Result<(), StoreError> {
+        self.0.lock_out(id).await
     }
-    async fn unlock_user(&self, id: &String) -> Result<(), StoreError> {
-        self.0.unlock_user(id).await
+    async fn let_in(&self, id: &String) -> Result<(), StoreError> {
+        self.0.let_in(id).await
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.0.purge_expired().await

@@ -31,11 +31,11 @@ macro_rules! forward_manage_tokens {
             async fn revoke_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<u64, ws_token_auth::StoreError> {
                 self.$field.revoke_user(id).await
             }
-            async fn lock_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
-                self.$field.lock_user(id).await
+            async fn lock_out(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
+                self.$field.lock_out(id).await
             }
-            async fn unlock_user(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
-                self.$field.unlock_user(id).await
+            async fn let_in(&self, id: &ws_token_auth::UserId<Self>) -> Result<(), ws_token_auth::StoreError> {
+                self.$field.let_in(id).await
             }
             async fn purge_expired(&self) -> Result<u64, ws_token_auth::StoreError> {
                 self.$field.purge_expired().await
