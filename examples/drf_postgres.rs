@@ -31,9 +31,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 use axum::routing::get;
 use sqlx::PgPool;
-use ws_token_auth::{
-    Authenticated, AuthenticatedUser, Authenticator, Lifecycle, StoreError, Token, TokenStore, TokenUser,
-};
+use ws_token_auth::{Authenticated, AuthenticatedUser, Lifecycle, StoreError, Token, TokenStore, TokenUser};
 
 /// How stale an open socket may be about what Django did.
 const REVALIDATE_EVERY: Duration = Duration::from_secs(10);
@@ -91,8 +89,7 @@ impl TokenStore for DrfTokens {
 /// The server: `/ws` greets the Django user, then echoes until the socket
 /// ends or Django takes the user's access away.
 pub(crate) fn router(lifecycle: Lifecycle<DrfTokens>) -> Router {
-    let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()));
-    Router::new().route("/ws", get(ws)).layer(auth.layer()).with_state(lifecycle)
+    Router::new().route("/ws", get(ws)).layer(lifecycle.authenticator().layer()).with_state(lifecycle)
 }
 
 async fn ws(

@@ -312,8 +312,14 @@ impl<St: TokenStore> Authenticator<St> {
     ///     .tickets(store);
     /// # let _ = auth;
     /// ```
-    pub fn tickets(mut self, store: impl TicketStore) -> Self {
-        self.config().tickets.store = Some(Arc::new(store));
+    pub fn tickets(self, store: impl TicketStore) -> Self {
+        self.shared_tickets(Arc::new(store))
+    }
+
+    /// [`tickets`](Self::tickets) with a ticket store already shared (the
+    /// lifecycle's).
+    pub(crate) fn shared_tickets(mut self, store: Arc<dyn TicketStore>) -> Self {
+        self.config().tickets.store = Some(store);
         self
     }
 

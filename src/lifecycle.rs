@@ -4,10 +4,12 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use crate::authenticator::Authenticator;
 use crate::identity::AuthenticatedUser;
 use crate::live::{AccessEvent, Bus, CloseReason, Listener, Revocations, Watch, jittered};
 use crate::rejection::Rejection;
 use crate::store::{ManageTokens, StoreError, TokenStore, UserId};
+use crate::ticket::TicketStore;
 use crate::token::Token;
 
 /// One handle over the store, its cache, this node's open
@@ -68,6 +70,27 @@ struct Shared<St> {
     store: Arc<St>,
     revocations: Revocations,
     bus: Option<Arc<dyn Bus>>,
+    tickets: Tickets,
+}
+
+/// The lifecycle's ticket store, set once by the builder and shared by clones.
+#[derive(Default)]
+struct Tickets(std::sync::Mutex<Option<Arc<dyn TicketStore>>>);
+
+impl Tickets {
+    fn get(&self) -> Option<Arc<dyn TicketStore>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, tickets: Arc<dyn TicketStore>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tickets);
+    }
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tickets").field("set", &self.get().is_some()).finish()
+    }
 }
 
 impl<St: TokenStore> Lifecycle<St> {
@@ -96,7 +119,7 @@ impl<St: TokenStore> Lifecycle<St> {
     /// ```
     #[must_use]
     pub fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
-        let shared = Shared { store, revocations, bus: None };
+        let shared = Shared { store, revocations, bus: None, tickets: Tickets::default() };
         Self { shared: Arc::new(shared) }
     }
 
@@ -120,12 +143,20 @@ impl<St: TokenStore> Lifecycle<St> {
     /// ```
     #[must_use]
     pub fn with_bus(self, bus: impl Bus) -> Self {
-        let bus: Arc<dyn Bus> = Arc::new(bus);
+        self.listening_on(Arc::new(bus))
+    }
+
+    /// Puts `bus` in a copy of this lifecycle and has it listen for that copy.
+    fn listening_on(self, bus: Arc<dyn Bus>) -> Self {
         let shared = Shared {
             store: Arc::clone(&self.shared.store),
             revocations: self.shared.revocations.clone(),
             bus: Some(Arc::clone(&bus)),
+            tickets: Tickets::default(),
         };
+        if let Some(tickets) = self.shared.tickets.get() {
+            shared.tickets.set(tickets);
+        }
         let shared = Arc::new(shared);
         let (on_event, on_gap, alive) = (Arc::downgrade(&shared), Arc::downgrade(&shared), Arc::downgrade(&shared));
         bus.listen(Listener::new(
@@ -152,6 +183,97 @@ impl<St: TokenStore> Lifecycle<St> {
             move || alive.strong_count() > 0,
         ));
         Self { shared }
+    }
+
+    /// Where connect tickets are kept (a store the nodes share, often the
+    /// token store itself): every [`authenticator`](Self::authenticator)
+    /// this lifecycle hands out issues and redeems tickets there. Clones
+    /// share the setting.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    ///
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let lifecycle = Lifecycle::new(Arc::clone(&store)).tickets(store);
+    /// # let _ = lifecycle;
+    /// ```
+    #[must_use]
+    pub fn tickets(self, tickets: impl TicketStore) -> Self {
+        self.shared.tickets.set(Arc::new(tickets));
+        self
+    }
+
+    /// Warns a socket `lead` before its token expires ([`Watch::signal`](crate::live::Watch::signal)
+    /// says [`ExpiringSoon`](crate::live::Signal::ExpiringSoon)), so that the
+    /// app can have its client take a fresh token. Without it, no warning:
+    /// the socket closes at expiry. Clones share the setting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()))
+    ///     .warn_before(Duration::from_secs(60));
+    /// # let _ = lifecycle;
+    /// ```
+    #[must_use]
+    pub fn warn_before(self, lead: Duration) -> Self {
+        let _ = self.shared.revocations.clone().warn_before(lead);
+        self
+    }
+
+    /// How long a revocation is remembered, for sockets whose handshake was
+    /// authenticated before it and which register after it (default
+    /// [`DEFAULT_REMEMBER_FOR`](crate::live::DEFAULT_REMEMBER_FOR)): longer
+    /// than any handshake takes. Clones share the setting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore};
+    /// let lifecycle = Lifecycle::new(std::sync::Arc::new(MemoryTokenStore::<String>::new()))
+    ///     .remember_for(Duration::from_secs(600));
+    /// # let _ = lifecycle;
+    /// ```
+    #[must_use]
+    pub fn remember_for(self, window: Duration) -> Self {
+        let _ = self.shared.revocations.clone().remember_for(window);
+        self
+    }
+
+    /// An authenticator over this lifecycle's store and tickets: what the
+    /// layer, the axum extractors and the tungstenite acceptor take. Each
+    /// call gives one to configure on its own (an API route that reads a
+    /// header, a socket route that takes tickets too); all of them ask the
+    /// one store, so a lifecycle and its authenticators cannot disagree
+    /// about who is who.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ws_token_auth::extract::TokenSource;
+    /// use ws_token_auth::{Identity, Lifecycle, MemoryTokenStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(MemoryTokenStore::<String>::new());
+    /// let lifecycle = Lifecycle::new(Arc::clone(&store)).tickets(store);
+    /// let api = lifecycle.authenticator().sources([TokenSource::authorization(["Token"])]);
+    /// let sockets = lifecycle.authenticator().sources([TokenSource::cookie("key"), TokenSource::ticket("ticket")]);
+    ///
+    /// let token = lifecycle.issue(&"alice".to_string(), None).await?;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("authorization", format!("Token {}", token.expose_secret()).parse()?);
+    /// let Identity::User(alice) = api.authenticate(&headers, &"/api/ticket".parse()?).await? else { unreachable!() };
+    /// let ticket = api.issue_ticket(&alice).await?;
+    /// let uri = format!("/chat/stream/?ticket={}", ticket.expose_secret()).parse()?;
+    /// assert!(matches!(sockets.authenticate(&http::HeaderMap::new(), &uri).await?, Identity::User(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn authenticator(&self) -> Authenticator<St> {
+        let auth = Authenticator::from_shared(Arc::clone(&self.shared.store));
+        match self.shared.tickets.get() {
+            Some(tickets) => auth.shared_tickets(tickets),
+            None => auth,
+        }
     }
 
     /// The store.

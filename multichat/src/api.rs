@@ -109,11 +109,10 @@ impl App {
         let logins = Arc::new(LoginGate::new(&limits));
         let (issues, sockets) = (Arc::new(Issues::new(&limits)), Arc::new(UserSockets::new(&limits)));
         let (limits, origin) = (Arc::new(limits), OriginPolicy::same_host());
-        let _ = lifecycle.revocations().clone().warn_before(limits.expiry_warning);
         // Tickets live in the token database: any process over it redeems them.
-        let auth = Authenticator::from_shared(Arc::clone(lifecycle.store()))
-            .tickets(Arc::clone(lifecycle.store()))
-            .ticket_ttl(limits.ticket_ttl);
+        let tickets = Arc::clone(lifecycle.store());
+        let lifecycle = lifecycle.warn_before(limits.expiry_warning).tickets(tickets);
+        let auth = lifecycle.authenticator().ticket_ttl(limits.ticket_ttl);
         Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, issues, sockets, origin })
     }
 
@@ -123,7 +122,7 @@ impl App {
         self.logins = Arc::new(LoginGate::new(&limits));
         self.issues = Arc::new(Issues::new(&limits));
         self.sockets = Arc::new(UserSockets::new(&limits));
-        let _ = self.lifecycle.revocations().clone().warn_before(limits.expiry_warning);
+        self.lifecycle = self.lifecycle.clone().warn_before(limits.expiry_warning);
         self.auth = self.auth.clone().ticket_ttl(limits.ticket_ttl);
         self.limits = Arc::new(limits);
         self
