@@ -52,8 +52,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use crate::authenticator::Authenticator;
+use crate::extract::CredentialKind;
 use crate::identity::AuthenticatedUser;
-use crate::store::TokenUser;
+use crate::rejection::Rejection;
+use crate::store::{TokenStore, TokenUser};
 use crate::token::{Token, TokenId};
 
 mod bus;
@@ -318,7 +321,8 @@ impl Revocations {
                 reason = reason.as_str(),
                 "socket closed at registration: revoked while its handshake was under way",
             );
-            return Watch { id: 0, registry: Weak::new(), receiver: None, timers, done: Some(reason) };
+            let kind = user.credential_kind();
+            return Watch { id: 0, registry: Weak::new(), receiver: None, timers, done: Some(reason), kind };
         }
         let (notify, receiver) = oneshot::channel();
         registry.next_id += 1;
@@ -327,7 +331,8 @@ impl Revocations {
         index(&mut registry.by_user, Arc::clone(&key), id);
         registry.entries.insert(id, Entry { token, user: key, notify });
         drop(registry);
-        Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), timers, done: None }
+        let kind = user.credential_kind();
+        Watch { id, registry: Arc::downgrade(&self.inner), receiver: Some(receiver), timers, done: None, kind }
     }
 
     /// Closes the sockets an event concerns, and remembers it for sockets
@@ -468,9 +473,35 @@ pub struct Watch {
     receiver: Option<oneshot::Receiver<CloseReason>>,
     timers: Timers,
     done: Option<CloseReason>,
+    /// How the socket's client presented its credential: what a refreshed
+    /// identity says too.
+    kind: CredentialKind,
 }
 
-/// Why [`Watch::rebind`] refused a token.
+/// Why [`Watch::refresh`] did not move a socket to a fresh token.
+///
+/// ```
+/// use ws_token_auth::Rejection;
+/// use ws_token_auth::live::{RebindError, RefreshError};
+///
+/// let error = RefreshError::from(RebindError::OtherUser);
+/// assert_eq!(error.to_string(), "the socket cannot move to this token");
+/// assert!(matches!(RefreshError::from(Rejection::InvalidToken), RefreshError::Rejected(Rejection::InvalidToken)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The token was refused as a handshake's would be: malformed (400),
+    /// unknown, revoked or expired (401), or the store failed (503).
+    #[error("the token was refused")]
+    Rejected(#[from] Rejection),
+    /// The token is good but not for this socket: another user's, revoked
+    /// meanwhile, or the socket is closing.
+    #[error("the socket cannot move to this token")]
+    NotRebound(#[from] RebindError),
+}
+
+/// Why a socket cannot move to a token ([`RefreshError::NotRebound`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RebindError {
@@ -570,35 +601,55 @@ impl Watch {
         }
     }
 
-    /// Moves the socket to `user`'s token (a refreshed one, authenticated by
-    /// the same authenticator, say with
-    /// [`Authenticator::check_token`](crate::Authenticator::check_token)):
-    /// from now on the old token's revocation no longer closes it, the new
-    /// one's does, and the expiry (and the warning before it) are the new
-    /// token's. Only for the same user. The same token again changes nothing.
+    /// Moves the socket to a fresh token its client handed over in-band
+    /// (an expiry warning answered, say), in one call: `presented` is judged
+    /// by `auth` as a handshake's token would be (the same rules and store
+    /// timeout, the store's source of truth asked past any cache), and, if it
+    /// belongs to the socket's user, the socket lives by it from now on: the
+    /// old token's revocation no longer closes it, the new one's does, and the
+    /// expiry (and the warning before it) are the new token's. Returns the
+    /// new identity (with the socket's credential kind). The same token
+    /// again changes nothing.
     ///
     /// # Errors
-    /// [`RebindError`]; the socket then still lives by its old token.
+    /// [`RefreshError`]; the socket then still lives by its old token.
     ///
     /// ```
-    /// use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
-    /// use ws_token_auth::live::{AccessEvent, CloseReason, RebindError, Revocations};
+    /// use std::sync::Arc;
+    /// use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// use ws_token_auth::live::{CloseReason, RebindError, RefreshError};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let revocations = Revocations::new();
-    /// let old = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
-    /// let fresh = AuthenticatedUser::new("alice", Token::generate(), CredentialKind::Cookie, None);
-    /// let bob = AuthenticatedUser::new("bob", Token::generate(), CredentialKind::Cookie, None);
-    /// let mut watch = revocations.watch(&old);
-    /// assert_eq!(watch.rebind(&bob), Err(RebindError::OtherUser));
-    /// watch.rebind(&fresh).unwrap();
-    /// assert_eq!(revocations.apply(&AccessEvent::token_revoked(old.token_id())), 0);
-    /// assert_eq!(revocations.apply(&AccessEvent::token_revoked(fresh.token_id())), 1);
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let lifecycle = Lifecycle::new(Arc::new(MemoryTokenStore::new()));
+    /// let auth = lifecycle.authenticator();
+    /// let (old, fresh) = (lifecycle.issue(&"alice", None).await?, lifecycle.issue(&"alice", None).await?);
+    /// let bobs = lifecycle.issue(&"bob", None).await?;
+    /// let mut watch = lifecycle.watch(&AuthenticatedUser::new("alice", old.clone(), CredentialKind::Cookie, None));
+    ///
+    /// let moved = watch.refresh(&auth, fresh.expose_secret()).await?;
+    /// assert_eq!((moved.user, moved.token_id()), ("alice", fresh.id()));
+    /// assert!(matches!(watch.refresh(&auth, bobs.expose_secret()).await, Err(RefreshError::NotRebound(RebindError::OtherUser))));
+    /// assert!(matches!(watch.refresh(&auth, "not a token").await, Err(RefreshError::Rejected(Rejection::Malformed(_)))));
+    ///
+    /// lifecycle.revoke(&old).await?; // no longer this socket's token
+    /// lifecycle.revoke(&fresh).await?;
     /// assert_eq!(watch.await, CloseReason::Revoked);
-    /// # }
+    /// # Ok(()) }
     /// ```
-    pub fn rebind<U: TokenUser>(&mut self, user: &AuthenticatedUser<U>) -> Result<(), RebindError> {
+    pub async fn refresh<St: TokenStore>(
+        &mut self,
+        auth: &Authenticator<St>,
+        presented: &str,
+    ) -> Result<AuthenticatedUser<St::User>, RefreshError> {
+        let fresh = auth.check_token(presented, self.kind).await?;
+        self.rebind(&fresh)?;
+        Ok(fresh)
+    }
+
+    /// Moves the socket to `user`'s token; what [`refresh`](Self::refresh)
+    /// does once the token is judged. Only for the same user.
+    pub(crate) fn rebind<U: TokenUser>(&mut self, user: &AuthenticatedUser<U>) -> Result<(), RebindError> {
         if self.reason().is_some() {
             return Err(RebindError::Closed);
         }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use ws_token_auth::live::{CloseReason, Signal, Watch};
+use ws_token_auth::live::{CloseReason, RefreshError, Signal, Watch};
 use ws_token_auth::{AuthenticatedUser, Authenticator, Rejection};
 
 use super::api::Store;
@@ -370,16 +370,16 @@ impl Conn {
     /// Moves the socket to a fresh token of the same user, checked by the
     /// same authenticator and store as a handshake; the rooms stay.
     async fn refresh(&mut self, auth: &Authenticator<Store>, watch: &mut Watch, token: &str) {
-        match auth.check_token(token, self.user.credential_kind()).await {
-            // `rebind` refuses another user's token.
-            Ok(fresh) if watch.rebind(&fresh).is_ok() => {
+        // Another user's token is refused too.
+        match watch.refresh(auth, token).await {
+            Ok(fresh) => {
                 let left =
                     fresh.expires_at.map(|at| whole_seconds(at.duration_since(SystemTime::now()).unwrap_or_default()));
                 self.me.push(frame(&json!({"auth": "refreshed", "expires_in": left})));
                 self.user = fresh;
             }
-            Err(Rejection::StoreUnavailable(_)) => self.error("UNAVAILABLE"),
-            _ => self.error("REFRESH_REJECTED"),
+            Err(RefreshError::Rejected(Rejection::StoreUnavailable(_))) => self.error("UNAVAILABLE"),
+            Err(_) => self.error("REFRESH_REJECTED"),
         }
     }
 
