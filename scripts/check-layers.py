@@ -31,6 +31,7 @@ LAYERS = [
     ["live"],  # after the upgrade: the socket registry, the bus
     ["lifecycle"],  # management: store, registry and bus in one call per intent
     ["axum", "tungstenite"],  # servers
+    ["test_util"],  # the store conformance suite, over everything
 ]
 
 SRC = Path(__file__).resolve().parent.parent / "src"

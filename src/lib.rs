@@ -27,6 +27,9 @@ pub mod origin;
 mod redis_conn;
 pub mod rejection;
 pub mod store;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod ticket;
 mod token;
 #[cfg(feature = "tungstenite")]

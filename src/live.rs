@@ -275,7 +275,7 @@ impl Revocations {
     /// Sets how long before a token's expiry its sockets' [`Watch::signal`]
     /// says [`Signal::ExpiringSoon`] (once per token; at once if less time is
     /// left), so that the app can warn its client and take a fresh token
-    /// ([`Watch::rebind`]). Without it, no warning: the socket closes at expiry.
+    /// ([`Watch::refresh`]). Without it, no warning: the socket closes at expiry.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -414,7 +414,7 @@ pub(crate) fn jittered(every: Duration) -> Duration {
 #[non_exhaustive]
 pub enum Signal {
     /// The token expires in `expires_in` (set with [`Revocations::warn_before`]):
-    /// a client may hand over a fresh one ([`Watch::rebind`]). Once per token.
+    /// a client may hand over a fresh one ([`Watch::refresh`]). Once per token.
     ExpiringSoon {
         /// Time left until the token's expiry, at the moment of the signal.
         expires_in: Duration,
@@ -462,7 +462,7 @@ impl Timers {
 /// the socket from the registry. Made by [`Revocations::watch`].
 ///
 /// As a future it says only why the socket must close; [`signal`](Self::signal)
-/// also says when its token expires soon, and [`rebind`](Self::rebind) moves
+/// also says when its token expires soon, and [`refresh`](Self::refresh) moves
 /// the socket to a refreshed token.
 #[derive(Debug)]
 pub struct Watch {

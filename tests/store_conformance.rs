@@ -1,4 +1,5 @@
-//! One conformance suite, run against every store through the public
+//! One conformance suite (`ws_token_auth::test_util`, what a store of your
+//! own can run too), against every store through the public
 //! contract (`TokenStore` + `ManageTokens`) and nothing else:
 //! `MemoryTokenStore`, `RusqliteTokenStore`, `SqlTokenStore` on SQLite and on the machine's
 //! PostgreSQL (`DATABASE_URL`), `RedisTokenStore` on its Redis (`REDIS_URL`),
@@ -13,19 +14,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Uri};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use ws_token_auth::extract::{CredentialKind, TokenSource};
 use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{
     CachedTokenStore, RedisTokenStore, RusqliteTokenStore, RusqliteUser, SlidingExpiry, SqlTokenStore, UsersTable,
 };
+use ws_token_auth::test_util;
 use ws_token_auth::ticket::TicketStore;
-use ws_token_auth::{
-    Authenticated, Authenticator, Identity, Lifecycle, ManageTokens, MemoryTokenStore, Rejection, StoreError, Token,
-    TokenStore, TokenUser,
-};
+use ws_token_auth::{ManageTokens, MemoryTokenStore, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 struct User {
@@ -229,245 +226,17 @@ fn cached<St: ManageTokens<User = User> + TicketStore>(inner: Subject<St>) -> Su
     Subject { store: Arc::new(CachedTokenStore::new(inner.store)), raw: inner.raw }
 }
 
-// --- the suite --------------------------------------------------------------
-
-async fn user_of<S: TokenStore<User = User>>(store: &S, token: &Token) -> Option<User> {
-    store.authenticate(token).await.unwrap().map(|found: Authenticated<User>| found.user)
-}
+// --- the suite: ws_token_auth::test_util ------------------------------------
 
 async fn issue<St: ManageTokens<User = User>>(store: &St, user: &User) -> Token {
     store.issue(user, None).await.unwrap()
 }
 
-async fn issue_then_authenticate<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let [alice, bob] = [&users()[0], &users()[1]].map(Clone::clone);
-    let store = &*s.store;
-    let (a, b) = (issue(store, &alice).await, issue(store, &bob).await);
-    assert_eq!(user_of(store, &a).await, Some(alice.clone()));
-    assert_eq!(user_of(store, &b).await, Some(bob));
-    assert_eq!(user_of(store, &a).await, Some(alice), "a second lookup answers the same");
-}
-
-async fn unknown_is_none<St: ManageTokens<User = User>>(s: Subject<St>) {
-    assert_eq!(user_of(&*s.store, &Token::generate()).await, None);
-    assert_eq!(user_of(&*s.store, &Token::new("short").unwrap()).await, None);
-}
-
-async fn revoke_is_none<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let alice = users()[0].clone();
-    let store = &*s.store;
-    let (first, second) = (issue(store, &alice).await, issue(store, &alice).await);
-    assert!(user_of(store, &first).await.is_some());
-    assert!(store.revoke(&first).await.unwrap(), "the store held it");
-    assert_eq!(user_of(store, &first).await, None);
-    assert!(!store.revoke(&first).await.unwrap(), "no longer");
-    assert_eq!(user_of(store, &second).await, Some(alice), "only that token");
-}
-
-async fn revoke_user_revokes_all_of_that_user<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let [alice, bob] = [&users()[0], &users()[1]].map(Clone::clone);
-    let store = &*s.store;
-    let mut alices = Vec::new();
-    for _ in 0..3 {
-        alices.push(issue(store, &alice).await);
-    }
-    let bobs = issue(store, &bob).await;
-    for token in &alices {
-        assert!(user_of(store, token).await.is_some());
-    }
-    assert_eq!(store.revoke_user(&alice.id).await.unwrap(), 3);
-    for token in &alices {
-        assert_eq!(user_of(store, token).await, None);
-    }
-    assert_eq!(user_of(store, &bobs).await, Some(bob));
-}
-
-async fn lock_out_and_let_in<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let [alice, bob] = [&users()[0], &users()[1]].map(Clone::clone);
-    let store = &*s.store;
-    let (a, b) = (issue(store, &alice).await, issue(store, &bob).await);
-    assert!(user_of(store, &a).await.is_some());
-    store.lock_out(&alice.id).await.unwrap();
-    assert_eq!(user_of(store, &a).await, None, "locked out");
-    let issued_while_locked = issue(store, &alice).await;
-    assert_eq!(user_of(store, &issued_while_locked).await, None, "a new token of a locked user is refused too");
-    assert_eq!(user_of(store, &b).await, Some(bob), "others are not");
-    // Through the lifecycle, a locked-out user is issued nothing at all.
-    let lifecycle = Lifecycle::new(Arc::clone(&s.store));
-    assert!(matches!(lifecycle.issue(&alice, None).await, Err(StoreError::LockedOut)));
-    store.let_in(&alice.id).await.unwrap();
-    assert_eq!(user_of(store, &a).await, Some(alice.clone()), "let back in, at once");
-    assert_eq!(user_of(store, &issued_while_locked).await, Some(alice.clone()));
-    let token = lifecycle.issue(&alice, None).await.unwrap();
-    assert_eq!(user_of(store, &token).await, Some(alice));
-}
-
-async fn expiry_is_honoured_and_purged<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let alice = users()[0].clone();
-    let store = &*s.store;
-    let short = store.issue(&alice, Some(Duration::from_millis(400))).await.unwrap();
-    let long = store.issue(&alice, Some(Duration::from_secs(3600))).await.unwrap();
-    let found = store.authenticate(&short).await.unwrap().expect("valid before its expiry");
-    assert!(found.expires_at.is_some());
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(user_of(store, &short).await, None, "expired");
-    assert_eq!(user_of(store, &long).await, Some(alice));
-    assert_eq!(store.purge_expired().await.unwrap(), 1, "the expired token, and only it, is purged");
-    assert!(user_of(store, &long).await.is_some());
-}
-
-async fn concurrent_issue_and_authenticate<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let tasks: Vec<_> = users()
-        .into_iter()
-        .map(|user| {
-            let store = Arc::clone(&s.store);
-            tokio::spawn(async move {
-                for _ in 0..5 {
-                    let token = issue(&*store, &user).await;
-                    assert_eq!(user_of(&*store, &token).await, Some(user.clone()));
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
-async fn tokens_are_never_stored_in_clear<St: ManageTokens<User = User>>(s: Subject<St>) {
-    let mut tokens = Vec::new();
-    for user in &users()[..5] {
-        tokens.push(issue(&*s.store, user).await);
-        tokens.push(s.store.issue(user, Some(Duration::from_secs(60))).await.unwrap());
-    }
-    let raw = (s.raw)().await;
-    assert!(!raw.is_empty(), "the raw dump shows nothing: the check would prove nothing");
-    for token in &tokens {
-        let secret = token.expose_secret();
-        assert!(!raw.contains(secret), "a token is stored in clear:\n{raw}");
-        assert!(!raw.contains(&secret[..16]), "part of a token is stored in clear:\n{raw}");
-    }
-}
-
-// --- tickets ------------------------------------------------------------------
-
-/// An authenticator as an app's WebSocket endpoint has it: the cookie, then tickets.
-fn ticketing<St: ManageTokens<User = User> + TicketStore>(s: &Subject<St>) -> Authenticator<St> {
-    Authenticator::from_shared(Arc::clone(&s.store))
-        .sources([TokenSource::cookie("key"), TokenSource::ticket("ticket")])
-        .tickets(Arc::clone(&s.store))
-}
-
-/// A ticket for a new token of `user`.
-async fn ticket_for<St: ManageTokens<User = User> + TicketStore>(
-    auth: &Authenticator<St>,
-    user: &User,
-    ttl: Option<Duration>,
-) -> (Token, String) {
-    let token = auth.store().issue(user, ttl).await.unwrap();
-    let owner = auth.check_token(token.expose_secret(), CredentialKind::Cookie).await.unwrap();
-    let ticket = auth.issue_ticket(&owner).await.unwrap();
-    (token, ticket.expose_secret().to_owned())
-}
-
-async fn connect<St: TokenStore<User = User>>(
-    auth: &Authenticator<St>,
-    cookie: Option<&str>,
-    ticket: &str,
-) -> Result<(User, CredentialKind, ws_token_auth::TokenId), Rejection> {
-    let mut headers = HeaderMap::new();
-    if let Some(value) = cookie {
-        headers.insert("cookie", HeaderValue::from_str(&format!("key={value}")).unwrap());
-    }
-    let uri: Uri = format!("/chat/stream/?ticket={ticket}").parse().unwrap();
-    match auth.authenticate(&headers, &uri).await? {
-        Identity::User(user) => Ok((user.user.clone(), user.credential_kind(), user.token_id())),
-        Identity::Anonymous(_) => panic!("anonymous in required mode"),
-    }
-}
-
-async fn a_ticket_opens_one_socket_living_by_its_token<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
-    let auth = ticketing(&s);
-    let alice = users()[0].clone();
-    let (token, ticket) = ticket_for(&auth, &alice, None).await;
-    let (user, kind, token_id) = connect(&auth, None, &ticket).await.expect("the first use");
-    assert_eq!((user, kind, token_id), (alice, CredentialKind::Ticket, token.id()), "the socket lives by the token");
-    let again = connect(&auth, None, &ticket).await.unwrap_err();
-    assert!(matches!(again, Rejection::InvalidToken), "used up: {again:?}");
-}
-
-async fn a_hundred_racing_redemptions_have_one_winner<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
-    let auth = ticketing(&s);
-    for round in 0..3 {
-        let (_, ticket) = ticket_for(&auth, &users()[round], None).await;
-        let start = Arc::new(tokio::sync::Barrier::new(100));
-        let racers: Vec<_> = (0..100)
-            .map(|_| {
-                let (auth, ticket, start) = (auth.clone(), ticket.clone(), Arc::clone(&start));
-                tokio::spawn(async move {
-                    start.wait().await;
-                    connect(&auth, None, &ticket).await
-                })
-            })
-            .collect();
-        let mut winners = 0;
-        for racer in racers {
-            match racer.await.unwrap() {
-                Ok(_) => winners += 1,
-                Err(Rejection::InvalidToken) => {}
-                Err(other) => panic!("a loser must get 401, not {other:?}"),
-            }
-        }
-        assert_eq!(winners, 1, "round {round}: {winners} handshakes used one ticket");
-    }
-}
-
-async fn a_revoked_token_or_a_late_ticket_opens_nothing<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
-    let auth = ticketing(&s).ticket_ttl(Duration::from_millis(300));
-    let alice = users()[0].clone();
-    let (token, ticket) = ticket_for(&auth, &alice, None).await;
-    let (_, spare) = ticket_for(&auth, &alice, None).await;
-    assert!(auth.store().revoke(&token).await.unwrap());
-    assert!(matches!(connect(&auth, None, &ticket).await, Err(Rejection::InvalidToken)), "voided with its token");
-    let (_, late) = ticket_for(&auth, &alice, None).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(matches!(connect(&auth, None, &late).await, Err(Rejection::InvalidToken)), "expired");
-    assert!(matches!(connect(&auth, None, &spare).await, Err(Rejection::InvalidToken)), "expired too");
-
-    // Never past the token's own expiry.
-    let long = ticketing(&s);
-    let token = long.store().issue(&alice, Some(Duration::from_millis(400))).await.unwrap();
-    let owner = long.check_token(token.expose_secret(), CredentialKind::Cookie).await.unwrap();
-    let ticket = long.issue_ticket(&owner).await.unwrap();
-    assert!(ticket.expires_in() <= Duration::from_millis(400), "{:?}", ticket.expires_in());
-}
-
-async fn a_ticket_is_no_token_and_a_token_no_ticket<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
-    let auth = ticketing(&s);
-    let alice = users()[0].clone();
-    let (token, ticket) = ticket_for(&auth, &alice, None).await;
-    let as_cookie = connect(&auth, Some(&ticket), "").await.unwrap_err();
-    assert!(matches!(as_cookie, Rejection::InvalidToken), "a ticket as a cookie: {as_cookie:?}");
-    let as_ticket = connect(&auth, None, token.expose_secret()).await.unwrap_err();
-    assert!(matches!(as_ticket, Rejection::InvalidToken), "a token as a ticket: {as_ticket:?}");
-    // A cookie beside the ticket authenticates; the ticket is left unused.
-    let (_, kind, _) = connect(&auth, Some(token.expose_secret()), &ticket).await.unwrap();
-    assert_eq!(kind, CredentialKind::Cookie);
-    let (user, kind, _) = connect(&auth, None, &ticket).await.expect("still unused");
-    assert_eq!((user, kind), (alice, CredentialKind::Ticket));
-}
-
-async fn tickets_are_never_stored_in_clear<St: ManageTokens<User = User> + TicketStore>(s: Subject<St>) {
-    let auth = ticketing(&s);
-    let mut secrets = Vec::new();
-    for user in &users()[..3] {
-        let (token, ticket) = ticket_for(&auth, user, None).await;
-        secrets.extend([token.expose_secret().to_owned(), ticket]);
-    }
-    let raw = (s.raw)().await;
-    assert!(!raw.is_empty(), "the raw dump shows nothing: the check would prove nothing");
-    for secret in &secrets {
-        assert!(!raw.contains(&secret[..16]), "a token or ticket is stored in clear:\n{raw}");
+impl<St: TokenStore<User = User>> Subject<St> {
+    /// The same store as the exported suite's subject, with the test's 40 users.
+    fn exported(self) -> test_util::Subject<St> {
+        let raw = self.raw;
+        test_util::Subject::new(self.store, users(), move || raw())
     }
 }
 
@@ -573,39 +342,9 @@ macro_rules! conformance {
             mod $store {
                 use super::*;
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn issue_then_authenticate() { super::issue_then_authenticate($make).await }
+                async fn tokens() { test_util::check_tokens(|| async { ($make).exported() }).await }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn unknown_is_none() { super::unknown_is_none($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn revoke_is_none() { super::revoke_is_none($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn revoke_user_revokes_all_of_that_user() { super::revoke_user_revokes_all_of_that_user($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn lock_out_and_let_in() { super::lock_out_and_let_in($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn expiry_is_honoured_and_purged() { super::expiry_is_honoured_and_purged($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn concurrent_issue_and_authenticate() { super::concurrent_issue_and_authenticate($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn tokens_are_never_stored_in_clear() { super::tokens_are_never_stored_in_clear($make).await }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn a_ticket_opens_one_socket_living_by_its_token() {
-                    super::a_ticket_opens_one_socket_living_by_its_token($make).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn a_hundred_racing_redemptions_have_one_winner() {
-                    super::a_hundred_racing_redemptions_have_one_winner($make).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn a_revoked_token_or_a_late_ticket_opens_nothing() {
-                    super::a_revoked_token_or_a_late_ticket_opens_nothing($make).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn a_ticket_is_no_token_and_a_token_no_ticket() {
-                    super::a_ticket_is_no_token_and_a_token_no_ticket($make).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn tickets_are_never_stored_in_clear() { super::tickets_are_never_stored_in_clear($make).await }
+                async fn tickets() { test_util::check_tickets(|| async { ($make).exported() }).await }
             }
         )*
     };
