@@ -106,19 +106,9 @@ impl<St: TokenStore> Lifecycle<St> {
         Self::with_revocations(store, Revocations::new())
     }
 
-    /// [`new`](Self::new) with a registry of your own (one with a longer
-    /// [`remember_for`](Revocations::remember_for), say).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ws_token_auth::{Lifecycle, MemoryTokenStore, live::Revocations};
-    ///
-    /// let registry = Revocations::new().remember_for(Duration::from_secs(600));
-    /// let lifecycle = Lifecycle::with_revocations(std::sync::Arc::new(MemoryTokenStore::<String>::new()), registry);
-    /// # let _ = lifecycle;
-    /// ```
+    /// [`new`](Self::new) over a registry of sockets made elsewhere.
     #[must_use]
-    pub fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
+    fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
         let shared = Shared { store, revocations, bus: None, tickets: Tickets::default() };
         Self { shared: Arc::new(shared) }
     }
@@ -685,7 +675,7 @@ mod tests {
         let ms = Duration::from_millis;
         let sliding = SlidingExpiry::new(ms(400), Duration::from_secs(60)).write_every(ms(100));
         let store = Arc::new(MemoryTokenStore::<String>::new().sliding(sliding));
-        let lifecycle = Lifecycle::with_revocations(store, Revocations::new().warn_before(ms(150)));
+        let lifecycle = Lifecycle::new(store).warn_before(ms(150));
         let token = lifecycle.issue(&"alice".to_owned(), None).await.unwrap();
         let found = lifecycle.store().authenticate(&token).await.unwrap().unwrap();
         let user = AuthenticatedUser::new("alice".to_owned(), token, CredentialKind::Cookie, found.expires_at);

@@ -23,24 +23,25 @@
 //! after its handshake began to authenticate.
 //!
 //! ```
-//! use ws_token_auth::live::{AccessEvent, CloseReason, Revocations};
-//! use ws_token_auth::{AuthenticatedUser, Token, extract::CredentialKind};
+//! use std::sync::Arc;
+//! use ws_token_auth::live::CloseReason;
+//! use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, extract::CredentialKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let revocations = Revocations::new();
-//! let token = Token::generate();
+//! # async fn main() -> Result<(), ws_token_auth::StoreError> {
+//! let lifecycle = Lifecycle::new(Arc::new(MemoryTokenStore::new()));
+//! let token = lifecycle.issue(&"alice", None).await?;
 //! let user = AuthenticatedUser::new("alice", token.clone(), CredentialKind::Cookie, None);
-//! let watch = revocations.watch(&user);
+//! let watch = lifecycle.watch(&user);
 //!
-//! // Later, on logout (the Lifecycle does this, on every node):
-//! assert_eq!(revocations.apply(&AccessEvent::token_revoked(token.id())), 1);
+//! // Later, on logout (on this node or another):
+//! lifecycle.revoke(&token).await?;
 //! assert_eq!(watch.await, CloseReason::Revoked);
-//! assert!(revocations.is_empty());
+//! assert!(lifecycle.revocations().is_empty());
 //!
 //! // A socket of that token that registers only now is closed at once.
-//! assert_eq!(revocations.watch(&user).await, CloseReason::Revoked);
-//! # }
+//! assert_eq!(lifecycle.watch(&user).await, CloseReason::Revoked);
+//! # Ok(()) }
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -337,15 +338,10 @@ impl Revocations {
 
     /// Closes the sockets an event concerns, and remembers it for sockets
     /// that register later; returns how many closed. A restored user closes
-    /// nothing.
-    ///
-    /// ```
-    /// use ws_token_auth::live::{AccessEvent, Revocations};
-    ///
-    /// let revocations = Revocations::new();
-    /// assert_eq!(revocations.apply(&AccessEvent::user_locked_out("42")), 0);
-    /// ```
-    pub fn apply(&self, event: &AccessEvent) -> usize {
+    /// nothing. Apps go through the lifecycle ([`Lifecycle::revoke`](crate::Lifecycle::revoke)
+    /// and its kin, or [`Lifecycle::heard`](crate::Lifecycle::heard) for a
+    /// change heard from another node).
+    pub(crate) fn apply(&self, event: &AccessEvent) -> usize {
         let mut registry = self.lock();
         match event {
             AccessEvent::TokenRevoked { id, reason } => {
