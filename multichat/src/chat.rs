@@ -81,9 +81,13 @@ struct Members {
     /// Those that get the room's frames.
     active: HashMap<u64, Member>,
     /// With a relay: joined, waiting for their own enter notice to come back
-    /// through Redis. Every process applies joins in the order Redis delivers
-    /// them, so no one gets the notice of a join made before their own.
-    pending: HashMap<u64, Member>,
+    /// through Redis, with the reply to their `join`. Every process applies
+    /// joins in the order Redis delivers them, so no one gets the notice of a
+    /// join made before their own; and the reply is sent only then, so a
+    /// join made anywhere after the reply comes after this one, and its
+    /// notice reaches this joiner.
+    /// (While Redis does not carry frames, the reply went out at once.)
+    pending: HashMap<u64, (Member, Option<Utf8Bytes>)>,
 }
 
 impl Members {
@@ -93,7 +97,10 @@ impl Members {
 
     fn remove(&mut self, id: u64) {
         self.active.remove(&id);
-        self.pending.remove(&id);
+        // A join still on its way is answered all the same, before what follows.
+        if let Some((member, Some(reply))) = self.pending.remove(&id) {
+            member.push(reply);
+        }
     }
 
     fn push_all(&self, frame: &Utf8Bytes, skip: Option<u64>) {
@@ -144,7 +151,10 @@ impl Hub {
                 members.push_all(&frame, skip);
             }
             if let (true, Some(id)) = (join, skip) {
-                if let Some(member) = members.pending.remove(&id) {
+                if let Some((member, reply)) = members.pending.remove(&id) {
+                    if let Some(reply) = reply {
+                        member.push(reply);
+                    }
                     members.active.insert(id, member);
                 }
             }
@@ -393,8 +403,8 @@ impl Conn {
         // The reply goes first, and the notice and the membership change
         // happen under one lock: whatever the room sends next comes after it,
         // and two sockets joining at once each see the other's notice.
-        self.me.push(reply);
         if members.contains(self.id) {
+            self.me.push(reply);
             return;
         }
         self.joined.push(room.id.clone());
@@ -404,11 +414,18 @@ impl Conn {
         match &hub.relay {
             // Active once the join comes back through Redis, in Redis's order.
             Some(relay) => {
-                members.pending.insert(self.id, self.me.clone());
+                let reply = if relay.is_live() {
+                    Some(reply)
+                } else {
+                    self.me.push(reply);
+                    None
+                };
+                members.pending.insert(self.id, (self.me.clone(), reply));
                 relay.push(Relayed { room: room.id.clone(), skip: Some(self.id), frame: notice, join: true });
             }
             // Sent before the joiner is added, so never to the joiner.
             None => {
+                self.me.push(reply);
                 if let Some(notice) = notice {
                     members.push_all(&notice, None);
                 }

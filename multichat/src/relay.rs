@@ -68,6 +68,8 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between attempts to reach Redis.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How soon an unheard probe is sent again, the first time.
+const PROBE_FIRST_RETRY: Duration = Duration::from_millis(25);
 
 /// The channel names of one chat: derived from the database URL, so that the
 /// processes serving one database form one chat and others stay apart.
@@ -87,6 +89,8 @@ pub struct RelayQueue {
     ready: Notify,
     /// Frames dropped over the bound or lost to a timed-out publish.
     dropped: AtomicU64,
+    /// Whether this node's subscriber hears the channel (see `deliver_all`).
+    subscribed: Arc<Subscribed>,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +104,15 @@ struct Queue {
 impl RelayQueue {
     /// An empty queue bounded at `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Self { limit, state: Mutex::default(), ready: Notify::new(), dropped: AtomicU64::new(0) }
+        let subscribed = Arc::default();
+        Self { limit, state: Mutex::default(), ready: Notify::new(), dropped: AtomicU64::new(0), subscribed }
+    }
+
+    /// Whether frames go round through Redis now (this node hears its own):
+    /// a join is answered once Redis has ordered it. While not, joins are
+    /// answered at once and take effect when Redis is back.
+    pub fn is_live(&self) -> bool {
+        self.subscribed.now.load(Ordering::SeqCst)
     }
 
     /// Queues a frame for every node; drops the oldest past the bound.
@@ -189,7 +201,7 @@ impl RelayQueue {
 /// Starts the tasks that publish this node's frames and deliver every node's.
 /// Neither needs Redis to be up now.
 pub fn start(client: redis::Client, channel: String, node: u64, hub: Arc<Hub>, queue: Arc<RelayQueue>) {
-    let subscribed = Arc::new(Subscribed::default());
+    let subscribed = Arc::clone(&queue.subscribed);
     tokio::spawn(publish_all(client.clone(), channel.clone(), node, Arc::clone(&hub), queue, Arc::clone(&subscribed)));
     tokio::spawn(deliver_all(client, channel, node, hub, subscribed));
 }
@@ -314,7 +326,7 @@ fn is_connection_error(error: &redis::RedisError) -> bool {
 /// The subscriber: delivers every node's frames to this node's sockets, and
 /// says when it listens. A subscription counts once it has heard itself: it
 /// publishes a probe (a message of no records, which every node ignores)
-/// every second until the probe comes back. (A Redis that refuses SUBSCRIBE,
+/// until the probe comes back: again after 25 ms, then doubling to a second. (A Redis that refuses SUBSCRIBE,
 /// by ACL or renamed command, is answered with an error that redis-rs 0.32
 /// passes as success; frames published then would be heard by no one.)
 async fn deliver_all(client: redis::Client, channel: String, node: u64, hub: Arc<Hub>, subscribed: Arc<Subscribed>) {
@@ -325,7 +337,13 @@ async fn deliver_all(client: redis::Client, channel: String, node: u64, hub: Arc
             Ok(mut pubsub) => {
                 let mut messages = pubsub.on_message();
                 let mut heard_itself = false;
-                let mut tick = tokio::time::interval(BACKOFF_MAX);
+                // The first probe may race the subscription itself: the
+                // next ones follow soon (25 ms, doubling to a second), so
+                // that this node hears the others' frames, and lets its own
+                // joins through, within moments of starting.
+                let mut probe_every = PROBE_FIRST_RETRY;
+                let next_probe = tokio::time::sleep(Duration::ZERO);
+                tokio::pin!(next_probe);
                 loop {
                     tokio::select! {
                         message = messages.next() => {
@@ -343,7 +361,11 @@ async fn deliver_all(client: redis::Client, channel: String, node: u64, hub: Arc
                                 hub.deliver_local(room, skip, frame, join);
                             }
                         }
-                        _ = tick.tick(), if !heard_itself => publish_probe(&client, &channel, &probe).await,
+                        () = &mut next_probe, if !heard_itself => {
+                            publish_probe(&client, &channel, &probe).await;
+                            next_probe.as_mut().reset(tokio::time::Instant::now() + probe_every);
+                            probe_every = (probe_every * 2).min(BACKOFF_MAX);
+                        }
                     }
                 }
                 subscribed.set(false);
