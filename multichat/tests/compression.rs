@@ -68,25 +68,9 @@ async fn pump(mut from: impl AsyncReadExt + Unpin, mut to: impl AsyncWriteExt + 
     let _ = to.shutdown().await;
 }
 
-/// A realistic 2 KB paste: a stretch of a service's log, numbers varying.
+/// A realistic 2 KB paste.
 fn paste(seed: usize) -> String {
-    let mut text = String::new();
-    let mut i = seed;
-    while text.len() < 2000 {
-        text += &format!(
-            "2026-12-05 11:{:02}:{:02} INFO worker-{}: order {} shipped to warehouse {}, {} items, total {}.{:02} EUR\n",
-            i % 60,
-            (i * 7) % 60,
-            i % 4,
-            10_000 + i * 37,
-            i % 3,
-            1 + i % 5,
-            i * 13 % 400,
-            i * 29 % 100
-        );
-        i += 1;
-    }
-    text
+    testkit::log_paste(seed, 2000)
 }
 
 async fn next_json(socket: &mut testkit::Socket) -> Value {

@@ -350,7 +350,11 @@ async fn fanout(o: &Options) -> Result<(), Error> {
     // The sender reads its own echoes concurrently, as a real client does.
     let (mut sink, mut echoes) = sender.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
-    let pastes: Vec<String> = (0..16).map(|seed| paste(seed * 40, o.paste)).collect();
+    // After the marker, on lines of their own.
+    let pastes: Vec<String> = (0..16)
+        .map(|seed| testkit::log_paste(seed * 40, o.paste))
+        .map(|paste| if paste.is_empty() { paste } else { format!("\n{paste}") })
+        .collect();
     let read_before = READ.load(Ordering::Relaxed);
     let cpu_before = own_cpu_ms();
     let first_send = clock.elapsed();
@@ -390,28 +394,6 @@ async fn fanout(o: &Options) -> Result<(), Error> {
         own_cpu_ms() - cpu_before,
     );
     Ok(())
-}
-
-/// A pasted stretch of a service's log of about `bytes` bytes (none for 0),
-/// numbers varying with `seed`: what a 2 KB paste into a chat looks like.
-fn paste(seed: usize, bytes: usize) -> String {
-    let mut text = String::new();
-    let mut i = seed;
-    while text.len() < bytes {
-        text += &format!(
-            "\n2026-12-05 11:{:02}:{:02} INFO worker-{}: order {} shipped to warehouse {}, {} items, total {}.{:02} EUR",
-            i % 60,
-            (i * 7) % 60,
-            i % 4,
-            10_000 + i * 37,
-            i % 3,
-            1 + i % 5,
-            i * 13 % 400,
-            i * 29 % 100
-        );
-        i += 1;
-    }
-    text
 }
 
 /// This process's own CPU so far (user + system), in ms: what the clients

@@ -6,9 +6,11 @@
 mod counting_alloc;
 mod proxy;
 mod redis;
+mod text;
 mod ws;
 
 pub use counting_alloc::{CountingAlloc, live_bytes};
 pub use proxy::{Proxy, host_port, through};
 pub use redis::PrivateRedis;
+pub use text::log_paste;
 pub use ws::{Socket, close_code, handshake, next_json, next_text, next_text_within, send_json};
