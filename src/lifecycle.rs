@@ -103,13 +103,7 @@ impl<St: TokenStore> Lifecycle<St> {
     /// ```
     #[must_use]
     pub fn new(store: Arc<St>) -> Self {
-        Self::with_revocations(store, Revocations::new())
-    }
-
-    /// [`new`](Self::new) over a registry of sockets made elsewhere.
-    #[must_use]
-    fn with_revocations(store: Arc<St>, revocations: Revocations) -> Self {
-        let shared = Shared { store, revocations, bus: None, tickets: Tickets::default() };
+        let shared = Shared { store, revocations: Revocations::new(), bus: None, tickets: Tickets::default() };
         Self { shared: Arc::new(shared) }
     }
 
