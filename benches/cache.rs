@@ -11,9 +11,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{CachedTokenStore, RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
-use ws_token_auth::{ManageTokens, MemoryTokenStore, Token, TokenStore, TokenUser};
+use ws_token_auth::{MemoryTokenStore, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 #[allow(dead_code)] // read from the database, never looked at: only the lookups are timed

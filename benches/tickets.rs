@@ -18,9 +18,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Uri};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
 use ws_token_auth::live::Revocations;
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::{RedisTokenStore, SqlTokenStore, UsersTable};
 use ws_token_auth::ticket::TicketStore;
-use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, Token, TokenUser};
+use ws_token_auth::{Authenticator, MemoryTokenStore, Token, TokenUser};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 struct User {
@@ -39,7 +40,7 @@ fn alice() -> User {
     User { id: 1, name: "alice".into() }
 }
 
-async fn sql_store(pool: impl Into<ws_token_auth::store::SqlPool>, users: &str) -> SqlTokenStore<User> {
+async fn sql_store(pool: impl ws_token_auth::store::SqlPool<User>, users: &str) -> SqlTokenStore<User> {
     let table = format!("bench_tokens_{}", &Token::generate().expose_secret()[..8]);
     let store = SqlTokenStore::new(pool, UsersTable::new(users).unwrap()).with_table_name(&table).unwrap();
     store.migrate().await.expect("migrate");

@@ -46,7 +46,8 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use http::Request;
-/// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore};
+/// use ws_token_auth::{Authenticator, MemoryTokenStore};
+/// use ws_token_auth::store::ManageTokens;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -435,7 +436,8 @@ impl<St: TokenStore> Authenticator<St> {
     /// [`Rejection::StoreUnavailable`].
     ///
     /// ```
-    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// use ws_token_auth::store::ManageTokens;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -483,7 +485,8 @@ impl<St: TokenStore> Authenticator<St> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// use ws_token_auth::{Authenticator, MemoryTokenStore, Rejection, extract::CredentialKind};
+    /// use ws_token_auth::store::ManageTokens;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

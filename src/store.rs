@@ -86,7 +86,7 @@ pub use memory::MemoryTokenStore;
 #[cfg(feature = "rusqlite")]
 pub use rusqlite::{RusqliteTokenStore, RusqliteUser};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{SqlPool, SqlTokenStore, SqlUser};
+pub use sql::{SqlPool, SqlTokenStore};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "rusqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "rusqlite"))))]
 pub use table::{DEFAULT_TOKENS_TABLE, InvalidIdentifier, UsersTable};
@@ -157,7 +157,8 @@ pub trait TokenStore: Send + Sync + 'static {
     /// says `false`; the shipped stores that can lock users out answer it.
     ///
     /// ```
-    /// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
+    /// use ws_token_auth::{MemoryTokenStore, TokenStore};
+    /// use ws_token_auth::store::ManageTokens;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
@@ -236,15 +237,19 @@ pub(crate) async fn revalidate<St: TokenStore + ?Sized>(
     }
 }
 
-/// The management contract every shipped store implements, with the same
-/// meaning everywhere; a user is named by its [`TokenUser::Id`].
+/// The management contract a store implements (every shipped store does),
+/// with the same meaning everywhere; a user is named by its
+/// [`TokenUser::Id`].
 ///
-/// Apps call these through [`Lifecycle`](crate::Lifecycle), which also closes
-/// the sockets concerned and tells the other nodes; a store on its own only
-/// changes its data.
+/// This is a backend implementor's API, which is why it lives here and not at
+/// the crate root: an app issues, revokes and locks through
+/// [`Lifecycle`](crate::Lifecycle), which also closes the sockets concerned,
+/// keeps caches consistent and tells the other nodes. A store called on its
+/// own only changes its data (as in this example, or in a store's tests).
 ///
 /// ```
-/// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
+/// use ws_token_auth::{MemoryTokenStore, TokenStore};
+/// use ws_token_auth::store::ManageTokens;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ws_token_auth::StoreError> {

@@ -31,7 +31,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use ws_token_auth::extract::{CredentialKind, TokenSource};
-//! use ws_token_auth::{Authenticator, Identity, ManageTokens, MemoryTokenStore};
+//! use ws_token_auth::{Authenticator, Identity, MemoryTokenStore};
+//! use ws_token_auth::store::ManageTokens;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,7 +76,8 @@ pub const DEFAULT_TICKET_TTL: Duration = Duration::from_secs(30);
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, extract::CredentialKind};
+/// # use ws_token_auth::{Authenticator, MemoryTokenStore, extract::CredentialKind};
+/// # use ws_token_auth::store::ManageTokens;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let store = Arc::new(MemoryTokenStore::<String>::new());

@@ -14,7 +14,8 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use ws_token_auth::extract::TokenSource;
-use ws_token_auth::{Anonymous, AuthenticatedUser, Authenticator, Identity, ManageTokens, MemoryTokenStore, Token};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{Anonymous, AuthenticatedUser, Authenticator, Identity, MemoryTokenStore, Token};
 
 fn routes() -> Router {
     Router::new()

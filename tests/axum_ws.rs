@@ -13,7 +13,8 @@ use axum::response::Response;
 use axum::routing::get;
 use common::{Headers, User, assert_greets_and_echoes, connect, failing, next_text};
 use http::StatusCode;
-use ws_token_auth::{AuthenticatedUser, Authenticator, ManageTokens, MemoryTokenStore, TokenAuthLayer, TokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{AuthenticatedUser, Authenticator, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn ws(Extension(user): Extension<AuthenticatedUser<User>>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |mut socket| async move {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use common::{assert_greets_and_echoes, connect, connect_full, failing};
 use http::{StatusCode, header};
-use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore, TokenAuthLayer, TokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{Authenticator, MemoryTokenStore, TokenAuthLayer, TokenStore};
 
 async fn start<St: TokenStore<User = String>>(layer: TokenAuthLayer<St>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

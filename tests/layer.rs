@@ -11,9 +11,10 @@ use common::{Counting, HangingStore, User, failing};
 use http::{Request, Response, StatusCode, header};
 use tower::{Layer, ServiceExt, service_fn};
 use ws_token_auth::extract::{CredentialKind, TokenSource};
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::{
-    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Authenticator, Identity, ManageTokens,
-    MemoryTokenStore, OriginPolicy, Rejection, RejectionKind, Token, TokenStore,
+    Anonymous, AnonymousReason, Authenticated, AuthenticatedUser, Authenticator, Identity, MemoryTokenStore,
+    OriginPolicy, Rejection, RejectionKind, Token, TokenStore,
 };
 
 /// What the inner service saw.

@@ -13,7 +13,8 @@ use tokio::sync::broadcast;
 use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::{AccessEvent, Bus, BusError, CloseReason, Listener};
 use ws_token_auth::store::CachedTokenStore;
-use ws_token_auth::{AuthenticatedUser, Lifecycle, ManageTokens, MemoryTokenStore, Token, TokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, TokenStore};
 
 /// Every node of the process on one broadcast channel; counts the listening
 /// tasks that are still running.

@@ -16,7 +16,8 @@ use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::CloseReason;
 use ws_token_auth::live::redis::RevocationBus;
 use ws_token_auth::store::CachedTokenStore;
-use ws_token_auth::{AuthenticatedUser, Lifecycle, ManageTokens, MemoryTokenStore, Token, TokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, TokenStore};
 
 type Shared = Arc<MemoryTokenStore<String>>;
 type Node = Lifecycle<CachedTokenStore<Shared>>;

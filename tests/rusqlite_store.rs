@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection, SqlitePool};
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
-use ws_token_auth::{ManageTokens, StoreError, Token, TokenStore, TokenUser};
+use ws_token_auth::{StoreError, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 struct ChatUser {

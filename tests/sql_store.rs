@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::{SqlTokenStore, UsersTable};
-use ws_token_auth::{ManageTokens, StoreError, Token, TokenStore, TokenUser};
+use ws_token_auth::{StoreError, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 struct ChatUser {

@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use common::{Counting, User, issue};
 use ws_token_auth::live::AccessEvent;
 use ws_token_auth::store::CachedTokenStore;
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::StoreCache;
-use ws_token_auth::{Authenticated, ManageTokens, MemoryTokenStore, StoreError, Token, TokenStore};
+use ws_token_auth::{Authenticated, MemoryTokenStore, StoreError, Token, TokenStore};
 
 /// A store that reads at once and answers 100 ms later (so that concurrent
 /// lookups overlap, and an answer can be overtaken by a change), and can be

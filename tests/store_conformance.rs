@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime};
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{
     CachedTokenStore, RedisTokenStore, RusqliteTokenStore, RusqliteUser, SlidingExpiry, SqlTokenStore, UsersTable,
 };
 use ws_token_auth::test_util;
 use ws_token_auth::ticket::TicketStore;
-use ws_token_auth::{ManageTokens, MemoryTokenStore, Token, TokenStore, TokenUser};
+use ws_token_auth::{MemoryTokenStore, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 struct User {

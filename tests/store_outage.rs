@@ -16,8 +16,9 @@ use common::connect;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use testkit::Proxy;
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::{RedisTokenStore, SqlTokenStore, UsersTable};
-use ws_token_auth::{AuthenticatedUser, Authenticator, ManageTokens, Token, TokenStore, TokenUser};
+use ws_token_auth::{AuthenticatedUser, Authenticator, Token, TokenStore, TokenUser};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 struct User {

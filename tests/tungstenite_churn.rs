@@ -17,7 +17,8 @@ use common::{connect, next_text};
 use futures_util::StreamExt;
 use http::StatusCode;
 use tokio::net::TcpListener;
-use ws_token_auth::{Authenticator, ManageTokens, MemoryTokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{Authenticator, MemoryTokenStore};
 
 #[tokio::test]
 async fn a_thousand_handshakes_leave_no_task_or_memory_behind() {

@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::{ManageTokens, MemoryTokenStore};
+use ws_token_auth::MemoryTokenStore;
+use ws_token_auth::store::ManageTokens;
 
 /// What an adapter example starts with: a `MemoryTokenStore` with the demo
 /// user alice (her token printed on stdout as `token for alice: <token>`), and

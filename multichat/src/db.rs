@@ -11,10 +11,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use ws_token_auth::store::ManageTokens;
 use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
 use ws_token_auth::ticket::TicketStore;
-use ws_token_auth::{Authenticated, DIGEST_LEN, ManageTokens, StoreError, Token, TokenStore, TokenUser};
+use ws_token_auth::{Authenticated, DIGEST_LEN, StoreError, Token, TokenStore, TokenUser};
 
 /// Errors of the example's own code.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -290,7 +291,13 @@ impl Db {
         let sql = "SELECT id, username, is_staff FROM chat_users WHERE id = $1";
         let user: Option<ChatUser> = with_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         let user = user.ok_or_else(|| format!("no user with id {id}"))?;
-        Ok(self.tokens.issue(&user, ttl).await?)
+        Ok(self.lifecycle().issue(&user, ttl).await?)
+    }
+
+    /// A lifecycle over the app's tokens, for one-off commands (no sockets,
+    /// no bus): what they issue, revoke or lock goes through it.
+    pub fn lifecycle(&self) -> ws_token_auth::Lifecycle<Tokens> {
+        ws_token_auth::Lifecycle::new(std::sync::Arc::new(self.tokens.clone()))
     }
 
     /// A user's id.

@@ -31,10 +31,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ws_token_auth::live::redis::RevocationBus;
-use ws_token_auth::live::{AccessEvent, Bus};
-use ws_token_auth::{ManageTokens, OriginPolicy, Token};
+use ws_token_auth::{Lifecycle, OriginPolicy, Token};
 
-use self::db::{ChatUser, Db, Error, hash_password};
+use self::db::{ChatUser, Db, Error, Tokens, hash_password};
 use self::limits::Limits;
 
 const USAGE: &str = "usage: multichat [--database-url URL] [COMMAND]
@@ -281,35 +280,19 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-/// How a one-off command tells the running `serve` processes of a change it
-/// made in the database: over the bus with `--redis-url`, else not at all
-/// (they act on it at their next revalidation). The database is changed
-/// first, whatever Redis does: it is the source of truth.
-struct Tell {
-    bus: Option<RevocationBus>,
-}
-
-impl Tell {
-    fn new(redis_url: Option<&str>, database_url: &str) -> Result<Self, Error> {
-        let bus = redis_url.map(|url| RevocationBus::new(url, relay::channels(database_url).1)).transpose()?;
-        Ok(Self { bus })
-    }
-
-    /// Publishes `event`; a Redis that does not take it is a warning, not a
-    /// failure: the change is made, the others learn it later.
-    async fn others(&self, event: AccessEvent) {
-        match &self.bus {
-            Some(bus) => {
-                if let Err(error) = bus.publish(&event).await {
-                    eprintln!(
-                        "warning: done in the database, but Redis could not be told ({error}): running servers act \
-                         on this within their --revalidate-secs"
-                    );
-                }
-            }
-            None => eprintln!("running servers act on this at their next revalidation (--redis-url: at once)"),
+/// The lifecycle a management command acts through: the change is made in
+/// the database (the source of truth) and, with `--redis-url`, told to the
+/// running servers at once (a Redis that does not take it is a logged
+/// warning: they act on it at their next revalidation).
+fn manage(db: &Db, redis_url: Option<&str>, database_url: &str) -> Result<Lifecycle<Tokens>, Error> {
+    let lifecycle = db.lifecycle();
+    Ok(match redis_url {
+        Some(url) => lifecycle.with_bus(RevocationBus::new(url, relay::channels(database_url).1)?),
+        None => {
+            eprintln!("running servers act on this at their next revalidation (--redis-url: at once)");
+            lifecycle
         }
-    }
+    })
 }
 
 async fn run(url: &str, command: Command) -> Result<(), Error> {
@@ -365,7 +348,7 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             let id = db.create_user(&name, &hash, staff).await?;
             let user = ChatUser { id, username: name.clone(), is_staff: staff };
             let ttl = token_ttl.map(std::time::Duration::from_secs);
-            let token = db.tokens.issue(&user, ttl).await?;
+            let token = db.lifecycle().issue(&user, ttl).await?;
             eprintln!("created user {name}{}", if staff { " (staff)" } else { "" });
             println!("{}", token.expose_secret());
         }
@@ -384,8 +367,9 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             let names: Vec<String> = (1..=count).map(|i| format!("{prefix}{i}")).collect();
             let users = db.ensure_users(&names, &hash).await?;
             let mut out = String::with_capacity(count * 80);
+            let lifecycle = db.lifecycle();
             for (name, user) in names.iter().zip(users) {
-                let token = db.tokens.issue(&user, None).await?;
+                let token = lifecycle.issue(&user, None).await?;
                 out.push_str(name);
                 out.push(' ');
                 out.push_str(token.expose_secret());
@@ -396,37 +380,29 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
         }
         Command::Revoke { token: Some(token), redis_url, .. } => {
             let token = Token::new(token).map_err(|e| format!("not a token: {e}"))?;
-            let tell = Tell::new(redis_url.as_deref(), url)?;
-            let revoked = db.tokens.revoke(&token).await?;
-            tell.others(AccessEvent::token_revoked(token.id())).await;
+            let revoked = manage(&db, redis_url.as_deref(), url)?.revoke(&token).await?;
             println!("{}", u8::from(revoked));
         }
         Command::RevokeFromStdin { redis_url } => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let token = Token::new(line.trim()).map_err(|e| format!("standard input holds no token: {e}"))?;
-            let tell = Tell::new(redis_url.as_deref(), url)?;
-            let revoked = db.tokens.revoke(&token).await?;
-            tell.others(AccessEvent::token_revoked(token.id())).await;
+            let revoked = manage(&db, redis_url.as_deref(), url)?.revoke(&token).await?;
             println!("{}", u8::from(revoked));
         }
         Command::Revoke { user: Some(name), redis_url, .. } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            let tell = Tell::new(redis_url.as_deref(), url)?;
-            let revoked = db.tokens.revoke_user(&id).await?;
-            tell.others(AccessEvent::user_revoked(id.to_string())).await;
+            let revoked = manage(&db, redis_url.as_deref(), url)?.revoke_user(&id).await?;
             println!("{revoked}");
         }
         Command::SetActive { name, active, redis_url } => {
             let id = db.user_id(&name).await?.ok_or_else(|| format!("no user {name:?}"))?;
-            let tell = Tell::new(redis_url.as_deref(), url)?;
+            let lifecycle = manage(&db, redis_url.as_deref(), url)?;
             if active {
-                db.tokens.let_in(&id).await?;
-                tell.others(AccessEvent::user_restored(id.to_string())).await;
+                lifecycle.let_in(&id).await?;
                 eprintln!("activated {name}");
             } else {
-                db.tokens.lock_out(&id).await?;
-                tell.others(AccessEvent::user_locked_out(id.to_string())).await;
+                lifecycle.lock_out(&id).await?;
                 eprintln!("deactivated {name}: its sockets close with 4403");
             }
         }

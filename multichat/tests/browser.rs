@@ -98,7 +98,7 @@ async fn the_page_in_headless_chromium() {
         let frame = next_json(&mut bob).await;
         if frame["msg_type"] == 5 {
             assert_eq!(frame, json!({"msg_type": 5, "room": "1", "username": "alice"}));
-            let issued = ws_token_auth::ManageTokens::revoke_user(&db.tokens, &alice_id).await.unwrap();
+            let issued = ws_token_auth::store::ManageTokens::revoke_user(&db.tokens, &alice_id).await.unwrap();
             assert!(issued >= 3, "the page refreshed its token {} times in 7 s", issued.saturating_sub(1));
             let _ = std::fs::remove_file(&file);
             return;

@@ -29,7 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::{ManageTokens, Token, TokenStore};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{Token, TokenStore};
 
 /// An app on SQLite with `limits`, and alice (password `pw`) with a token.
 async fn app_with(limits: Limits) -> (SocketAddr, App, String) {

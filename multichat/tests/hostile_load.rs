@@ -27,7 +27,8 @@ use multichat::limits::Limits;
 use serde_json::{Value, json};
 use testkit::PrivateRedis;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use ws_token_auth::{ManageTokens, Token};
+use ws_token_auth::Token;
+use ws_token_auth::store::ManageTokens;
 
 /// A SQLite database with alice (password `pw`) and a token of hers.
 async fn alice_db(prefix: &str) -> (String, Db, i64, Token) {

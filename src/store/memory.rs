@@ -19,7 +19,8 @@ use crate::token::{DIGEST_LEN, Token};
 ///
 /// ```
 /// use std::time::Duration;
-/// use ws_token_auth::{ManageTokens, MemoryTokenStore, TokenStore};
+/// use ws_token_auth::{MemoryTokenStore, TokenStore};
+/// use ws_token_auth::store::ManageTokens;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ws_token_auth::StoreError> {

@@ -12,7 +12,8 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use ws_token_auth::{ManageTokens, TokenUser, store::RedisTokenStore};
+//! use ws_token_auth::{TokenUser, store::RedisTokenStore};
+//! use ws_token_auth::store::ManageTokens;
 //!
 //! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct User { id: i64, name: String }

@@ -24,7 +24,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use ws_token_auth::store::rusqlite::{Error, Row, RusqliteTokenStore, RusqliteUser};
 //! use ws_token_auth::store::UsersTable;
-//! use ws_token_auth::{ManageTokens, TokenUser};
+//! use ws_token_auth::TokenUser;
+//! use ws_token_auth::store::ManageTokens;
 //!
 //! #[derive(Clone)]
 //! struct User { id: i64, username: String }

@@ -26,7 +26,8 @@
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use ws_token_auth::{ManageTokens, TokenUser};
+//! use ws_token_auth::TokenUser;
+//! use ws_token_auth::store::ManageTokens;
 //! use ws_token_auth::store::{SqlTokenStore, UsersTable};
 //!
 //! #[derive(Clone, sqlx::FromRow)]
@@ -68,40 +69,99 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{FromRow, Row};
 
-/// A connection pool of one of the supported databases: made from a
-/// `sqlx::SqlitePool` or a `sqlx::PgPool` with `into()`. Opaque: the store
-/// picks the SQL for it, and no caller ever matches on it.
+/// A connection pool the store runs on, for users of type `U`: a
+/// `sqlx::SqlitePool` when `U` derives `sqlx::FromRow` for SQLite rows, a
+/// `sqlx::PgPool` when it does for PostgreSQL rows. Sealed: the store picks
+/// the SQL for each database.
+///
+/// Each pool asks only for its own database's row type, so turning on the
+/// other database's feature never changes what compiles.
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")]
-/// # async fn run() -> Result<(), sqlx::Error> {
-/// use ws_token_auth::store::SqlPool;
-/// let pool: SqlPool = sqlx::SqlitePool::connect("sqlite::memory:").await?.into();
-/// # let _ = pool;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ws_token_auth::store::{SqlTokenStore, UsersTable};
+///
+/// use sqlx::{FromRow, Row, sqlite::SqliteRow};
+///
+/// #[derive(Clone)]
+/// struct User { id: i64 }
+/// # impl ws_token_auth::TokenUser for User { type Id = i64; fn id(&self) -> i64 { self.id } }
+///
+/// // SQLite rows only (what `#[derive(sqlx::FromRow)]` writes for every
+/// // database): all a SqlitePool asks, with or without feature `postgres`.
+/// impl FromRow<'_, SqliteRow> for User {
+///     fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+///         Ok(Self { id: row.try_get("id")? })
+///     }
+/// }
+///
+/// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?; // a SqlPool<User>
+/// let store = SqlTokenStore::<User>::new(pool, UsersTable::new("users")?);
+/// # let _ = store;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
-pub struct SqlPool(Pool);
+pub trait SqlPool<U>: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_pool(self) -> Pool<U>;
+}
 
-#[derive(Debug, Clone)]
-enum Pool {
+mod sealed {
+    pub trait Sealed {}
     #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
+    impl Sealed for sqlx::SqlitePool {}
     #[cfg(feature = "postgres")]
-    Postgres(PgPool),
+    impl Sealed for sqlx::PgPool {}
+}
+
+/// A pool and how to read a user from its rows.
+#[doc(hidden)]
+pub enum Pool<U> {
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqlitePool, Decode<SqliteRow, U>),
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool, Decode<PgRow, U>),
+}
+
+type Decode<R, U> = fn(&R) -> Result<U, sqlx::Error>;
+
+impl<U> Clone for Pool<U> {
+    fn clone(&self) -> Self {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(pool, decode) => Self::Sqlite(pool.clone(), *decode),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool, decode) => Self::Postgres(pool.clone(), *decode),
+        }
+    }
+}
+
+impl<U> std::fmt::Debug for Pool<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(pool, _) => pool.fmt(f),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool, _) => pool.fmt(f),
+        }
+    }
+}
+
+fn decode<R: Row, U: for<'r> FromRow<'r, R>>(row: &R) -> Result<U, sqlx::Error> {
+    U::from_row(row)
 }
 
 #[cfg(feature = "sqlite")]
-impl From<SqlitePool> for SqlPool {
-    fn from(pool: SqlitePool) -> Self {
-        Self(Pool::Sqlite(pool))
+impl<U: for<'r> FromRow<'r, SqliteRow>> SqlPool<U> for SqlitePool {
+    fn into_pool(self) -> Pool<U> {
+        Pool::Sqlite(self, decode::<SqliteRow, U>)
     }
 }
 
 #[cfg(feature = "postgres")]
-impl From<PgPool> for SqlPool {
-    fn from(pool: PgPool) -> Self {
-        Self(Pool::Postgres(pool))
+impl<U: for<'r> FromRow<'r, PgRow>> SqlPool<U> for PgPool {
+    fn into_pool(self) -> Pool<U> {
+        Pool::Postgres(self, decode::<PgRow, U>)
     }
 }
 
@@ -109,44 +169,19 @@ impl From<PgPool> for SqlPool {
 /// query text serves both databases (`$1` placeholders work in each).
 macro_rules! on_pool {
     ($pool:expr, $p:ident => $body:expr) => {
-        match &$pool.0 {
+        match &$pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite($p) => $body,
+            Pool::Sqlite($p, _) => $body,
             #[cfg(feature = "postgres")]
-            Pool::Postgres($p) => $body,
+            Pool::Postgres($p, _) => $body,
         }
     };
 }
 
-/// A user type the store can read from a row of the users table: derive
-/// `sqlx::FromRow` on it. Implemented for every such type.
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-pub trait SqlUser:
-    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static
-{
-}
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-impl<U> SqlUser for U where
-    U: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static
-{
-}
-/// A user type the store can read from a row of the users table: derive
-/// `sqlx::FromRow` on it. Implemented for every such type.
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-pub trait SqlUser: for<'r> FromRow<'r, SqliteRow> + Clone + Send + Sync + Unpin + 'static {}
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-impl<U> SqlUser for U where U: for<'r> FromRow<'r, SqliteRow> + Clone + Send + Sync + Unpin + 'static {}
-/// A user type the store can read from a row of the users table: derive
-/// `sqlx::FromRow` on it. Implemented for every such type.
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-pub trait SqlUser: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static {}
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-impl<U> SqlUser for U where U: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static {}
-
 /// A [`TokenStore`] over SQLite or PostgreSQL. See the [module docs](self).
 #[derive(Debug)]
 pub struct SqlTokenStore<U> {
-    pool: SqlPool,
+    pool: Pool<U>,
     tables: Arc<Tables>,
     sliding: Option<SlidingExpiry>,
     /// On SQLite, the connections that look tokens up (shared by clones).
@@ -168,11 +203,11 @@ impl<U> Clone for SqlTokenStore<U> {
     }
 }
 
-impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
+impl<U: TokenUser<Id = i64>> SqlTokenStore<U> {
     /// A store over `pool`, authenticating tokens as rows of `users`.
-    pub fn new(pool: impl Into<SqlPool>, users: UsersTable) -> Self {
+    pub fn new(pool: impl SqlPool<U>, users: UsersTable) -> Self {
         Self {
-            pool: pool.into(),
+            pool: pool.into_pool(),
             tables: Arc::new(Tables::new(users)),
             sliding: None,
             #[cfg(feature = "sqlite")]
@@ -231,9 +266,9 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
     /// # Errors
     /// [`StoreError`] if the database refuses.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool.0 {
+        match &self.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite(pool, _) => {
                 let schema = self.tables.schema(
                     include_str!("../../migrations/sqlite/0001_tokens.sql"),
                     include_str!("../../migrations/sqlite/0002_tickets.sql"),
@@ -241,7 +276,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
                 sqlx::raw_sql(&schema).execute(pool).await.map_err(store_error)?;
             }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
+            Pool::Postgres(pool, _) => {
                 let schema = self.tables.schema(
                     include_str!("../../migrations/postgres/0001_tokens.sql"),
                     include_str!("../../migrations/postgres/0002_tickets.sql"),
@@ -273,7 +308,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> SqlTokenStore<U> {
 }
 
 #[async_trait]
-impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
+impl<U: TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
     async fn issue(&self, user: &U, ttl: Option<Duration>) -> Result<Token, StoreError> {
         let token = Token::generate();
         let now = SystemTime::now();
@@ -320,7 +355,7 @@ impl<U: SqlUser + TokenUser<Id = i64>> ManageTokens for SqlTokenStore<U> {
 /// every process over the database redeems them, each exactly once
 /// (`DELETE ... RETURNING`).
 #[async_trait]
-impl<U: SqlUser + TokenUser<Id = i64>> TicketStore for SqlTokenStore<U> {
+impl<U: TokenUser<Id = i64>> TicketStore for SqlTokenStore<U> {
     async fn put_ticket(
         &self,
         digest: &[u8; DIGEST_LEN],
@@ -346,21 +381,21 @@ impl<U: SqlUser + TokenUser<Id = i64>> TicketStore for SqlTokenStore<U> {
 }
 
 #[async_trait]
-impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
+impl<U: TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
     type User = U;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<U>>, StoreError> {
         let id = token.id().to_string();
-        let found = match &self.pool.0 {
+        let found = match &self.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite(pool, decode) => {
                 let rows = self.readers.fetch_all(pool, &self.tables.lookup, id).await.map_err(store_error)?;
-                pick::<U, _>(&rows, token)?
+                pick(&rows, *decode, token)?
             }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
+            Pool::Postgres(pool, decode) => {
                 let rows = sqlx::query(&self.tables.lookup).bind(id).fetch_all(pool).await.map_err(store_error)?;
-                pick::<U, _>(&rows, token)?
+                pick(&rows, *decode, token)?
             }
         };
         let Some((found, extend)) = settle(found, self.sliding, SystemTime::now()) else {
@@ -388,10 +423,9 @@ impl<U: SqlUser + TokenUser<Id = i64>> TokenStore for SqlTokenStore<U> {
 }
 
 /// The row of `token` among those sharing its id.
-fn pick<U, R>(rows: &[R], token: &Token) -> Result<Found<U>, StoreError>
+fn pick<U, R>(rows: &[R], decode: Decode<R, U>, token: &Token) -> Result<Found<U>, StoreError>
 where
     R: Row,
-    U: for<'r> FromRow<'r, R>,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -402,7 +436,7 @@ where
         if is_token_row(&digest, token) {
             let expires_at: Option<i64> = row.try_get("ws_token_expires_at").map_err(store_error)?;
             let created_at: i64 = row.try_get("ws_token_created_at").map_err(store_error)?;
-            return Ok(found(U::from_row(row).map_err(store_error)?, expires_at, created_at));
+            return Ok(found(decode(row).map_err(store_error)?, expires_at, created_at));
         }
     }
     Ok(None)

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use http::StatusCode;
 pub use testkit::{Socket, next_text};
 use tokio_tungstenite::tungstenite::Message;
-use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, TokenUser};
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{Authenticated, StoreError, Token, TokenStore, TokenUser};
 
 /// Implements `ManageTokens` for a test store by forwarding every call to
 /// its field `$field`, a store.
@@ -17,7 +18,7 @@ use ws_token_auth::{Authenticated, ManageTokens, StoreError, Token, TokenStore, 
 macro_rules! forward_manage_tokens {
     (impl [$($generics:tt)*] for $ty:ty => $field:ident) => {
         #[async_trait::async_trait]
-        impl<$($generics)*> ws_token_auth::ManageTokens for $ty {
+        impl<$($generics)*> ws_token_auth::store::ManageTokens for $ty {
             async fn issue(
                 &self,
                 user: &<Self as ws_token_auth::TokenStore>::User,
