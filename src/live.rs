@@ -61,6 +61,9 @@ use crate::store::{TokenStore, TokenUser};
 use crate::token::{Token, TokenId};
 
 mod bus;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
