@@ -137,7 +137,8 @@ impl DjangoTables {
     /// is_active, password.
     pub(crate) fn user_columns(&self, alias: &str) -> String {
         let Self { id, username, is_staff, is_active, password, .. } = self;
-        format!("{alias}.{id}, {alias}.{username}, {alias}.{is_staff}, {alias}.{is_active}, {alias}.{password}")
+        // Django's AutoField is an int4: read every id as int8.
+        format!("{alias}.{id}::int8, {alias}.{username}, {alias}.{is_staff}, {alias}.{is_active}, {alias}.{password}")
     }
 }
 
