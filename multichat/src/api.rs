@@ -63,6 +63,9 @@ pub struct App {
     pub sockets: Arc<UserSockets>,
     /// Who may log in from a browser (login CSRF); set by [`router`].
     origin: OriginPolicy,
+    /// Beside a Django app: the name of Django's session cookie (Django logs
+    /// users in and out; login, logout and token routes are not served).
+    pub django_session_cookie: Option<String>,
 }
 
 impl App {
@@ -95,6 +98,46 @@ impl App {
         Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
 
+    /// Beside a Django app (`serve --django`): Django's users, DRF tokens and
+    /// sessions (`db` from [`Db::open_django`]); Django's changes arrive over
+    /// PostgreSQL (the triggers of `django-setup`), and this process's own
+    /// over the same channel. Valid answers are not cached: Django's tables
+    /// change behind the app's back (a password change says only "check
+    /// again"), so every handshake asks them. With `redis_url`, room frames
+    /// cross processes over Redis as without Django.
+    pub async fn beside_django(
+        db: Db,
+        notices: bool,
+        secure_cookies: bool,
+        redis_url: Option<&str>,
+        database_url: &str,
+        session_cookie: String,
+    ) -> Result<Self, super::db::Error> {
+        let super::db::Pool::Postgres(pool) = &db.pool else {
+            return Err("--django needs PostgreSQL".into());
+        };
+        let bus = ws_token_auth::live::postgres::PgBus::new(pool.clone(), ws_token_auth_django::CHANNEL);
+        let relay = match redis_url {
+            Some(redis_url) => {
+                let (rooms_channel, _) = super::relay::channels(database_url);
+                let client = redis::Client::open(redis_url)?;
+                let relay = Arc::new(super::relay::RelayQueue::new(super::relay::QUEUE_BYTES));
+                Some((client, rooms_channel, relay))
+            }
+            None => None,
+        };
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices, relay.as_ref().map(|(_, _, q)| Arc::clone(q))));
+        if let Some((client, rooms_channel, relay)) = relay {
+            let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
+            super::relay::start(client, rooms_channel, node, Arc::clone(&hub), relay);
+        }
+        let store = CachedTokenStore::new(db.tokens.clone()).positive_ttl(std::time::Duration::ZERO);
+        let lifecycle = Lifecycle::new(Arc::new(store)).with_bus(bus);
+        let mut app = Self::assemble(db, hub, lifecycle, secure_cookies).await?;
+        app.django_session_cookie = Some(session_cookie);
+        Ok(app)
+    }
+
     async fn assemble(
         db: Db,
         hub: Arc<Hub>,
@@ -113,7 +156,20 @@ impl App {
         let tickets = Arc::clone(lifecycle.store());
         let lifecycle = lifecycle.warn_before(limits.expiry_warning).tickets(tickets);
         let auth = lifecycle.authenticator().ticket_ttl(limits.ticket_ttl);
-        Ok(Self { db, hub, lifecycle, auth, dummy_hash, secure_cookies, limits, logins, issues, sockets, origin })
+        Ok(Self {
+            db,
+            hub,
+            lifecycle,
+            auth,
+            dummy_hash,
+            secure_cookies,
+            limits,
+            logins,
+            issues,
+            sockets,
+            origin,
+            django_session_cookie: None,
+        })
     }
 
     /// The same app with other limits.
@@ -371,25 +427,30 @@ const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1
 /// The whole HTTP surface; the origin policy guards cookie credentials.
 pub fn router(mut app: App, origin: OriginPolicy) -> Routes {
     app.origin = origin.clone();
-    app.auth = app.auth.clone().origin_policy(origin);
+    // Tokens first; beside Django, its session cookie after them.
+    let mut credentials =
+        vec![TokenSource::cookie(DEFAULT_COOKIE_NAME), TokenSource::authorization(["Token", "Bearer"])];
+    if let Some(session) = &app.django_session_cookie {
+        credentials.push(TokenSource::cookie(session.clone()));
+    }
+    app.auth = app.auth.clone().origin_policy(origin).sources(credentials.clone());
     let auth = app.auth.clone();
     // The socket also takes a connect ticket (only there: a ticket
     // authenticates no API call), tried last: a handshake that carries a
     // token is authenticated by it, and its ticket is left unused.
-    let stream_auth = auth.clone().sources([
-        TokenSource::cookie(DEFAULT_COOKIE_NAME),
-        TokenSource::authorization(["Token", "Bearer"]),
-        TokenSource::ticket("ticket"),
-    ]);
-    let api = Router::new()
-        .route("/api/logout", post(logout))
-        .route("/api/token", post(new_token))
+    let stream_auth = auth.clone().sources(credentials.into_iter().chain([TokenSource::ticket("ticket")]));
+    let mut api = Router::new();
+    if app.django_session_cookie.is_none() {
+        // Beside Django, Django logs users in and out (404 here).
+        api = api.route("/api/logout", post(logout)).route("/api/token", post(new_token));
+    }
+    let api = api
         .route("/api/ticket", post(new_ticket))
         .route("/api/rooms", get(rooms))
         .route("/api/me", get(me))
-        .route_layer(auth.clone().layer())
-        .route("/api/login", post(login))
-        .layer(axum::middleware::map_response(no_store));
+        .route_layer(auth.clone().layer());
+    let api = if app.django_session_cookie.is_none() { api.route("/api/login", post(login)) } else { api };
+    let api = api.layer(axum::middleware::map_response(no_store));
     let chat = Router::new().route(CHAT_STREAM_PATH, get(stream)).route_layer(stream_auth.clone().layer());
     let acceptor = Acceptor::new(stream_auth)
         .path(CHAT_STREAM_PATH)

@@ -16,6 +16,7 @@ use ws_token_auth::store::rusqlite::{Error as RowError, Row};
 use ws_token_auth::store::{RusqliteTokenStore, RusqliteUser, SqlTokenStore, UsersTable};
 use ws_token_auth::ticket::TicketStore;
 use ws_token_auth::{Authenticated, DIGEST_LEN, StoreError, Token, TokenStore, TokenUser};
+use ws_token_auth_django::{DjangoStore, DjangoTables, DjangoUser, signing::SecretKeys};
 
 /// Errors of the example's own code.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -59,21 +60,39 @@ impl RusqliteUser for ChatUser {
 }
 
 /// The app's token store: on SQLite the store that looks tokens up on the
-/// calling thread, on PostgreSQL sqlx's. Either way the same tables.
+/// calling thread, on PostgreSQL sqlx's. Either way the same tables. Beside a
+/// Django app (`serve --django`), Django's users, DRF tokens and sessions,
+/// read-only.
 #[derive(Debug, Clone)]
 pub enum Tokens {
     Sqlite(RusqliteTokenStore<ChatUser>),
     Postgres(SqlTokenStore<ChatUser>),
+    Django(Box<BesideDjango>),
 }
 
-/// Runs `$body` with `$store` bound to whichever store `$tokens` is.
+/// Django's credentials, and the app's own table for connect tickets.
+#[derive(Debug, Clone)]
+pub struct BesideDjango {
+    pub django: DjangoStore,
+    pub tickets: SqlTokenStore<ChatUser>,
+}
+
+/// Runs `$body` with `$store` bound to whichever store `$tokens` is; Django's
+/// store manages nothing (Django does), but keeps tickets in the app's table.
 macro_rules! with_store {
     ($tokens:expr, $store:ident => $body:expr) => {
         match $tokens {
             Tokens::Sqlite($store) => $body,
             Tokens::Postgres($store) => $body,
+            Tokens::Django(_) => return Err(StoreError::Unsupported("manage Django's credentials (Django does)")),
         }
     };
+}
+
+impl From<DjangoUser> for ChatUser {
+    fn from(user: DjangoUser) -> Self {
+        Self { id: user.id, username: user.username, is_staff: user.is_staff }
+    }
 }
 
 #[async_trait]
@@ -81,11 +100,22 @@ impl TokenStore for Tokens {
     type User = ChatUser;
 
     async fn authenticate(&self, token: &Token) -> Result<Option<Authenticated<ChatUser>>, StoreError> {
-        with_store!(self, store => store.authenticate(token).await)
+        match self {
+            Tokens::Sqlite(store) => store.authenticate(token).await,
+            Tokens::Postgres(store) => store.authenticate(token).await,
+            Tokens::Django(beside) => Ok(beside.django.authenticate(token).await?.map(|found| {
+                let expires_at = found.expires_at;
+                Authenticated::new(ChatUser::from(found.user)).with_expiry(expires_at)
+            })),
+        }
     }
 
     async fn is_locked_out(&self, token: &Token) -> Result<bool, StoreError> {
-        with_store!(self, store => store.is_locked_out(token).await)
+        match self {
+            Tokens::Sqlite(store) => store.is_locked_out(token).await,
+            Tokens::Postgres(store) => store.is_locked_out(token).await,
+            Tokens::Django(beside) => beside.django.is_locked_out(token).await,
+        }
     }
 }
 
@@ -107,7 +137,10 @@ impl ManageTokens for Tokens {
         with_store!(self, store => store.let_in(id).await)
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        with_store!(self, store => store.purge_expired().await)
+        match self {
+            Tokens::Django(beside) => beside.tickets.purge_expired().await,
+            other => with_store!(other, store => store.purge_expired().await),
+        }
     }
 }
 
@@ -119,10 +152,16 @@ impl TicketStore for Tokens {
         record: &[u8],
         expires_at: SystemTime,
     ) -> Result<(), StoreError> {
-        with_store!(self, store => store.put_ticket(digest, record, expires_at).await)
+        match self {
+            Tokens::Django(beside) => beside.tickets.put_ticket(digest, record, expires_at).await,
+            other => with_store!(other, store => store.put_ticket(digest, record, expires_at).await),
+        }
     }
     async fn take_ticket(&self, digest: &[u8; DIGEST_LEN]) -> Result<Option<Vec<u8>>, StoreError> {
-        with_store!(self, store => store.take_ticket(digest).await)
+        match self {
+            Tokens::Django(beside) => beside.tickets.take_ticket(digest).await,
+            other => with_store!(other, store => store.take_ticket(digest).await),
+        }
     }
 }
 
@@ -229,6 +268,39 @@ impl Db {
             return Err(format!("unsupported database URL {url:?}: use sqlite://FILE or postgres://...").into());
         };
         Ok(Self { pool, tokens })
+    }
+
+    /// Opens a Django app's PostgreSQL database at `url` for `serve --django`:
+    /// the app's own tables (rooms, tickets) beside Django's, and Django's
+    /// users, DRF tokens and sessions read from `tables` (never written),
+    /// sessions verified with `keys`. Fails with a clear error when Django's
+    /// tables are not there.
+    pub async fn open_django(url: &str, tables: DjangoTables, keys: SecretKeys) -> Result<Self, Error> {
+        if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(
+                format!("--django needs the Django app's PostgreSQL database (postgres://...), not {url:?}").into()
+            );
+        }
+        let mut db = Self::open(url).await?;
+        let (Pool::Postgres(pool), Tokens::Postgres(tickets)) = (&db.pool, &db.tokens) else {
+            unreachable!("a postgres:// URL opens PostgreSQL")
+        };
+        let django = DjangoStore::new(pool.clone(), tables.clone(), keys);
+        if let Err(error) = django.check_tables().await {
+            let mut why = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                why = format!("{why}: {cause}");
+                source = cause.source();
+            }
+            return Err(format!(
+                "Django's tables ({tables}) are not there or not readable ({why}): is --database-url the Django \
+                 app's database, migrated (python manage.py migrate, with rest_framework.authtoken installed)?"
+            )
+            .into());
+        }
+        db.tokens = Tokens::Django(Box::new(BesideDjango { django, tickets: tickets.clone() }));
+        Ok(db)
     }
 
     /// Closes the pool and the token store's own connections: every later

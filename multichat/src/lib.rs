@@ -43,11 +43,17 @@ commands:
         [--max-connections 10000] [--max-concurrent-logins CORES] [--login-token-ttl-secs 1209600]
         [--expiry-warning-secs 60] [--ticket-ttl 30] [--max-head-bytes 32768]
         [--max-sockets-per-user 100] [--max-issues-per-minute 30] [--purge-every-secs 60]
+        [--django [--django-session-cookie sessionid] [DJANGO TABLES]]   (DJANGO_SECRET_KEY in the environment)
+  django-setup [DJANGO TABLES]   (over a Django app's PostgreSQL: the chat's tables, the change triggers)
   create-user NAME [--password PW] [--staff] [--token-ttl SECS]
   issue-token NAME [--ttl SECS]
   seed-users --count N [--prefix user] [--password PW]
   revoke TOKEN | revoke --token-stdin | revoke --user NAME   (each with [--redis-url URL])
   deactivate NAME [--redis-url URL] | activate NAME [--redis-url URL]
+DJANGO TABLES, where a custom AUTH_USER_MODEL differs from Django's: --django-user-table auth_user
+  --django-id-column id --django-username-column username --django-active-column is_active
+  --django-staff-column is_staff --django-password-column password --django-token-table authtoken_token
+  --django-session-table django_session
 --database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
 
 /// A parsed command line.
@@ -62,6 +68,13 @@ pub enum Command {
         redis_url: Option<String>,
         insecure_no_auth: bool,
         limits: Limits,
+        /// `--django`: beside a Django app, over its tables.
+        django: Option<Box<Django>>,
+    },
+    /// `django-setup`: the app's own tables and the change triggers on
+    /// Django's.
+    DjangoSetup {
+        tables: Box<ws_token_auth_django::DjangoTables>,
     },
     CreateUser {
         name: String,
@@ -96,6 +109,49 @@ pub enum Command {
     },
 }
 
+/// Where Django keeps what `serve --django` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Django {
+    pub tables: ws_token_auth_django::DjangoTables,
+    /// Django's `SESSION_COOKIE_NAME` (default `sessionid`).
+    pub session_cookie: String,
+}
+
+/// The options naming Django's tables and columns where they differ from
+/// Django's defaults (a custom `AUTH_USER_MODEL`).
+const DJANGO_TABLE_OPTIONS: [&str; 8] = [
+    "--django-user-table",
+    "--django-id-column",
+    "--django-username-column",
+    "--django-active-column",
+    "--django-staff-column",
+    "--django-password-column",
+    "--django-token-table",
+    "--django-session-table",
+];
+
+fn django_tables(take: &dyn Fn(&str) -> Option<String>) -> Result<ws_token_auth_django::DjangoTables, String> {
+    use ws_token_auth_django::DjangoTables;
+    type Set = fn(DjangoTables, &str) -> Result<DjangoTables, ws_token_auth_django::InvalidName>;
+    let setters: [Set; 8] = [
+        DjangoTables::users,
+        DjangoTables::id_column,
+        DjangoTables::username_column,
+        DjangoTables::active_column,
+        DjangoTables::staff_column,
+        DjangoTables::password_column,
+        DjangoTables::tokens,
+        DjangoTables::sessions,
+    ];
+    let mut tables = DjangoTables::default();
+    for (flag, set) in DJANGO_TABLE_OPTIONS.iter().zip(setters) {
+        if let Some(name) = take(flag) {
+            tables = set(tables, &name).map_err(|e| format!("{flag}: {e}"))?;
+        }
+    }
+    Ok(tables)
+}
+
 /// Parses the arguments after the program name; `--database-url` may stand
 /// anywhere. Returns the database URL (None: use the default) and the command.
 pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
@@ -121,9 +177,8 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
     let mut it = options.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            flag @ ("--no-notices" | "--staff" | "--secure-cookies" | "--insecure-no-auth" | "--token-stdin") => {
-                flags.push((flag, None))
-            }
+            flag @ ("--no-notices" | "--staff" | "--secure-cookies" | "--insecure-no-auth" | "--token-stdin"
+            | "--django") => flags.push((flag, None)),
             flag if flag.starts_with("--") => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 flags.push((flag, Some(value)));
@@ -139,7 +194,14 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
     };
     let command = match name {
         "serve" => {
-            allowed(&[
+            let mut known = vec!["--django", "--django-session-cookie"];
+            known.extend(DJANGO_TABLE_OPTIONS);
+            if let Some((flag, _)) = flags.iter().find(|(f, _)| f.starts_with("--django") && *f != "--django") {
+                if !has("--django") {
+                    return Err(format!("serve: {flag} goes with --django"));
+                }
+            }
+            known.extend([
                 "--bind",
                 "--allowed-origin",
                 "--no-notices",
@@ -158,7 +220,8 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 "--max-sockets-per-user",
                 "--max-issues-per-minute",
                 "--purge-every-secs",
-            ])?;
+            ]);
+            allowed(&known)?;
             let defaults = Limits::default();
             let secs = |flag: &str, default: std::time::Duration| {
                 seconds(flag, take(flag)).map(|s| s.map_or(default, std::time::Duration::from_secs))
@@ -208,7 +271,21 @@ pub fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
                 redis_url: take("--redis-url"),
                 insecure_no_auth: has("--insecure-no-auth"),
                 limits,
+                django: match has("--django") {
+                    true => Some(Box::new(Django {
+                        tables: django_tables(&take)?,
+                        session_cookie: take("--django-session-cookie").unwrap_or_else(|| "sessionid".into()),
+                    })),
+                    false => None,
+                },
             }
+        }
+        "django-setup" => {
+            allowed(&DJANGO_TABLE_OPTIONS)?;
+            if !positional.is_empty() {
+                return Err("django-setup takes no arguments".into());
+            }
+            Command::DjangoSetup { tables: Box::new(django_tables(&take)?) }
         }
         "create-user" => {
             allowed(&["--password", "--staff", "--token-ttl"])?;
@@ -295,9 +372,42 @@ fn manage(db: &Db, redis_url: Option<&str>, database_url: &str) -> Result<Lifecy
     })
 }
 
+/// Django's `SECRET_KEY` (and `SECRET_KEY_FALLBACKS`) from the environment,
+/// never from the command line.
+fn django_keys() -> Result<ws_token_auth_django::signing::SecretKeys, Error> {
+    let key = std::env::var("DJANGO_SECRET_KEY").map_err(|_| {
+        "serve --django needs DJANGO_SECRET_KEY (the Django app's SECRET_KEY, in the environment, never on the \
+         command line) to verify Django's sessions"
+    })?;
+    let fallbacks = std::env::var("DJANGO_SECRET_KEY_FALLBACKS").unwrap_or_default();
+    let keys = ws_token_auth_django::signing::SecretKeys::new(key)
+        .and_then(|keys| keys.with_fallbacks(fallbacks.split(',').map(str::trim).filter(|k| !k.is_empty())))
+        .map_err(|e| format!("DJANGO_SECRET_KEY: {e}"))?;
+    Ok(keys)
+}
+
 async fn run(url: &str, command: Command) -> Result<(), Error> {
-    let db = Db::open(url).await?;
+    let db = match &command {
+        Command::Serve { django: Some(django), .. } => {
+            let keys = django_keys()?;
+            Db::open_django(url, django.tables.clone(), keys).await?
+        }
+        _ => Db::open(url).await?,
+    };
     match command {
+        Command::DjangoSetup { tables } => {
+            let db::Pool::Postgres(pool) = &db.pool else {
+                return Err("django-setup needs the Django app's PostgreSQL database (postgres://...)".into());
+            };
+            println!("the chat's own tables (chat_*, ws_auth_tokens*) are there");
+            ws_token_auth_django::install_triggers(pool, &tables, ws_token_auth_django::CHANNEL)
+                .await
+                .map_err(|e| format!("cannot install the triggers on Django's tables ({tables}): {e}"))?;
+            println!(
+                "triggers installed on {tables}: Django's logouts, deactivations and password changes reach every \
+                 `serve --django` at once"
+            );
+        }
         Command::Serve {
             bind,
             allowed_origins,
@@ -307,17 +417,22 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             redis_url,
             insecure_no_auth,
             limits,
+            django,
         } => {
             let mut origin = OriginPolicy::same_host();
             for allowed in &allowed_origins {
                 origin = origin.allow(allowed)?;
             }
-            if db.user_count().await? == 0 {
+            if django.is_none() && db.user_count().await? == 0 {
                 tracing::warn!("no users yet: create one with `multichat create-user NAME --password PW`");
             }
-            let app = match &redis_url {
-                Some(redis_url) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
-                None => api::App::new(db, notices, secure_cookies).await?,
+            let app = match (&redis_url, django) {
+                (_, Some(django)) => {
+                    let cookie = django.session_cookie;
+                    api::App::beside_django(db, notices, secure_cookies, redis_url.as_deref(), url, cookie).await?
+                }
+                (Some(redis_url), None) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
+                (None, None) => api::App::new(db, notices, secure_cookies).await?,
             };
             let app = app.with_limits(limits.clone());
             // Tokens revoked behind this process's back (another process, the

@@ -14,6 +14,7 @@ the test client for a real login), and prints what the test needs on stdout:
     logout SESSIONID                Django's logout of that session (the session row is deleted)
     set-password NAME PASSWORD      user.set_password + save
     set-active NAME 0|1             user.is_active = ...; save
+    set-staff NAME                  user.is_staff = True; save
     delete-user NAME                user.delete()
     expire SESSIONID                the session row's expire_date moved to the past
 """
@@ -106,6 +107,10 @@ def main(command, *args):
     elif command == "set-active":
         u = user(args[0])
         u.is_active = args[1] == "1"
+        u.save()
+    elif command == "set-staff":
+        u = user(args[0])
+        u.is_staff = True
         u.save()
     elif command == "delete-user":
         user(args[0]).delete()
