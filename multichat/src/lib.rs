@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ws_token_auth::live::redis::RevocationBus;
+use ws_token_auth::live::{AccessEvent, Bus, BusError, Listener};
 use ws_token_auth::{Lifecycle, OriginPolicy, Token};
 
 use self::db::{ChatUser, Db, Error, Tokens, hash_password};
@@ -364,12 +365,34 @@ pub async fn main(args: Vec<String>) -> ExitCode {
 fn manage(db: &Db, redis_url: Option<&str>, database_url: &str) -> Result<Lifecycle<Tokens>, Error> {
     let lifecycle = db.lifecycle();
     Ok(match redis_url {
-        Some(url) => lifecycle.with_bus(RevocationBus::new(url, relay::channels(database_url).1)?),
+        Some(url) => lifecycle.with_bus(Tell(RevocationBus::new(url, relay::channels(database_url).1)?)),
         None => {
             eprintln!("running servers act on this at their next revalidation (--redis-url: at once)");
             lifecycle
         }
     })
+}
+
+/// A one-off command's bus: it tells the running servers and listens to
+/// nothing; a Redis that does not take the change is said on stderr, as a
+/// warning (the change is made in the database whatever Redis does).
+#[derive(Debug)]
+struct Tell(RevocationBus);
+
+#[async_trait::async_trait]
+impl Bus for Tell {
+    async fn publish(&self, event: &AccessEvent) -> Result<(), BusError> {
+        let told = self.0.publish(event).await;
+        if let Err(error) = &told {
+            eprintln!(
+                "warning: done in the database, but Redis could not be told ({error}): running servers act on this \
+                 within their --revalidate-secs"
+            );
+        }
+        told
+    }
+
+    fn listen(&self, _listener: Listener) {}
 }
 
 /// Django's `SECRET_KEY` (and `SECRET_KEY_FALLBACKS`) from the environment,
