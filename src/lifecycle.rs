@@ -112,7 +112,10 @@ impl<St: TokenStore> Lifecycle<St> {
     /// or your own): changes made here are published, and changes heard are
     /// applied here, to the store's cache and to the open sockets. When the
     /// bus says it may have missed events (after it loses and regains its
-    /// connection), every open socket's token is revalidated. Needs a tokio
+    /// connection, or when the source of truth asks every node to
+    /// revalidate), the cache forgets every answer
+    /// ([`StoreCache::forget_all`](crate::store::StoreCache::forget_all)) and
+    /// every open socket's token is revalidated. Needs a tokio
     /// runtime; the bus's listening ends when the last clone of this
     /// lifecycle is dropped and a message or a reconnection comes.
     ///
@@ -160,7 +163,7 @@ impl<St: TokenStore> Lifecycle<St> {
                 let node = on_gap.upgrade().map(|shared| Self { shared });
                 async move {
                     if let Some(node) = node {
-                        node.revalidate_once().await;
+                        node.gap().await;
                     }
                 }
             },
@@ -392,6 +395,16 @@ impl<St: TokenStore> Lifecycle<St> {
             tracing::debug!(target: "ws_token_auth", closed, "revalidation closed sockets");
         }
         closed
+    }
+
+    /// The bus may have missed events, or the source of truth says anything
+    /// may have changed: no cached answer is trusted, and every open
+    /// socket's token is asked about.
+    async fn gap(&self) {
+        if let Some(cache) = self.shared.store.cache() {
+            cache.forget_all().await;
+        }
+        self.revalidate_once().await;
     }
 
     /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)

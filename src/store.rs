@@ -224,6 +224,30 @@ pub trait StoreCache<U>: Send + Sync {
     /// Drops what `event` (a change made on another node, or here) makes
     /// wrong.
     async fn forget(&self, event: &AccessEvent);
+
+    /// Drops every answer, also those of lookups still under way: anything
+    /// may have changed unseen (the bus lost its connection for a while, or
+    /// the source of truth asked every node to revalidate, as a password
+    /// change in Django does). The [`Lifecycle`](crate::Lifecycle) calls it
+    /// before it revalidates after a gap. The default forgets nothing: a
+    /// cache of your own that keeps answers overrides it.
+    ///
+    /// ```
+    /// use ws_token_auth::{Lifecycle, MemoryTokenStore, TokenStore, store::CachedTokenStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ws_token_auth::StoreError> {
+    /// let inner = std::sync::Arc::new(MemoryTokenStore::<String>::new());
+    /// let cached = CachedTokenStore::new(std::sync::Arc::clone(&inner));
+    /// let token = Lifecycle::new(std::sync::Arc::clone(&inner)).issue(&"alice".to_string(), None).await?;
+    /// assert!(cached.authenticate(&token).await?.is_some()); // now cached
+    ///
+    /// Lifecycle::new(inner).revoke(&token).await?; // unseen by the cache
+    /// cached.cache().unwrap().forget_all().await;
+    /// assert!(cached.authenticate(&token).await?.is_none());
+    /// # Ok(()) }
+    /// ```
+    async fn forget_all(&self) {}
 }
 
 /// `store`'s source of truth about `token`: past its cache, if it is one.

@@ -1,7 +1,7 @@
 //! The lifecycle across nodes over a bus of the app's own (the `Bus` trait,
 //! no Redis): a broadcast channel in one process. A change made on one node
 //! closes the sockets and empties the cache of the other, with its close
-//! reason; a bus that lagged makes its node revalidate; a node that is gone
+//! reason; a bus that lagged makes its node forget its cache and revalidate; a node that is gone
 //! stops listening.
 
 use std::sync::Arc;
@@ -97,19 +97,24 @@ async fn a_change_on_one_node_reaches_the_other_over_a_bus_of_the_apps_own() {
 }
 
 #[tokio::test]
-async fn a_bus_that_lagged_makes_its_node_revalidate() {
+async fn a_bus_that_lagged_makes_its_node_revalidate_and_forget_its_cache() {
     let store: Shared = Arc::new(MemoryTokenStore::new());
     let bus = InProcess::new(1);
     let b = node(&bus, &store);
     let carol = store.issue(&"carol".to_owned(), None).await.unwrap();
     let carol_on_b = b.watch(&socket_on(&b, &carol).await);
+    // Dan has no socket on b, only an answer in b's cache.
+    let dan = store.issue(&"dan".to_owned(), None).await.unwrap();
+    assert!(b.store().authenticate(&dan).await.unwrap().is_some());
     // Behind every lifecycle's back: only revalidation can find out.
     store.revoke(&carol).await.unwrap();
+    store.revoke(&dan).await.unwrap();
     // More than the channel holds, before b's task reads any: it lags.
     for i in 0..4 {
         bus.publish(&AccessEvent::user_locked_out(format!("nobody-{i}"))).await.unwrap();
     }
     assert_eq!(within(carol_on_b).await, CloseReason::Revoked);
+    assert!(b.store().authenticate(&dan).await.unwrap().is_none(), "b's cache forgot every answer at the gap");
 }
 
 #[tokio::test]

@@ -187,6 +187,45 @@ async fn changes_heard_from_other_nodes_take_effect_at_once() {
     assert!(cache.authenticate(&b).await.unwrap().is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_all_drops_every_answer_also_one_in_flight() {
+    let cache = cache();
+    let memory = &cache.inner().inner.inner;
+    let (alice, bob) = (User::named(1, "alice"), User::named(2, "bob"));
+    let (a, b) = (issue(memory, &alice).await, issue(memory, &bob).await);
+    let unknown = Token::generate();
+    assert!(cache.authenticate(&a).await.unwrap().is_some());
+    assert!(cache.authenticate(&unknown).await.unwrap().is_none());
+
+    // Behind the cache's back, with no event naming what changed (a
+    // password change in Django's tables says only "revalidate").
+    memory.revoke(&a).await.unwrap();
+    let calls = cache.inner().calls();
+    assert!(cache.authenticate(&a).await.unwrap().is_some(), "cached, as documented");
+    assert_eq!(cache.inner().calls(), calls);
+
+    // A lookup of b reads the store now and ends after the forget-all, by
+    // which time b is revoked too.
+    let in_flight = {
+        let (cache, b) = (Arc::clone(&cache), b.clone());
+        tokio::spawn(async move { cache.authenticate(&b).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    memory.revoke(&b).await.unwrap();
+    cache.forget_all().await;
+    assert!(in_flight.await.unwrap().is_none(), "an answer asked before the forget-all is not returned");
+    assert!(cache.authenticate(&a).await.unwrap().is_none(), "the stale valid answer is gone");
+    assert!(cache.authenticate(&b).await.unwrap().is_none());
+    assert!(cache.inner().calls() > calls, "the store was asked again");
+
+    // And from here on the cache caches again.
+    let c = issue(memory, &alice).await;
+    assert!(cache.authenticate(&c).await.unwrap().is_some());
+    let calls = cache.inner().calls();
+    assert!(cache.authenticate(&c).await.unwrap().is_some());
+    assert_eq!(cache.inner().calls(), calls, "answered from the cache");
+}
+
 #[tokio::test]
 async fn revalidation_asks_the_store_and_a_revoked_token_stays_refused() {
     let cache = cache();

@@ -451,8 +451,9 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             }
             let app = match (&redis_url, django) {
                 (_, Some(django)) => {
-                    let cookie = django.session_cookie;
-                    api::App::beside_django(db, notices, secure_cookies, redis_url.as_deref(), url, cookie).await?
+                    let (cookie, every) = (django.session_cookie, std::time::Duration::from_secs(revalidate_secs));
+                    api::App::beside_django(db, notices, secure_cookies, redis_url.as_deref(), url, cookie, every)
+                        .await?
                 }
                 (Some(redis_url), None) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
                 (None, None) => api::App::new(db, notices, secure_cookies).await?,

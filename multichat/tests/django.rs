@@ -53,9 +53,9 @@ impl Django {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    async fn serve(&self) -> (Child, SocketAddr) {
+    async fn serve(&self, options: &[&str]) -> (Child, SocketAddr) {
         let mut command = common::multichat();
-        command.args(["--database-url", &self.url, "serve", "--django", "--bind", "127.0.0.1:0"]);
+        command.args(["--database-url", &self.url, "serve", "--django", "--bind", "127.0.0.1:0"]).args(options);
         command.env("DJANGO_SECRET_KEY", SECRET_KEY);
         common::spawn_serve(command).await
     }
@@ -75,6 +75,20 @@ async fn status(addr: SocketAddr, headers: &[(&str, &str)]) -> StatusCode {
     chat_handshake(addr, headers).await.0
 }
 
+/// `cookie` is refused (401) by `addr`'s API within `within`.
+async fn refused_within(addr: SocketAddr, cookie: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let code = http(addr, "GET", "/api/rooms", &[("cookie", cookie)], "").await.0;
+        if code == 401 {
+            return;
+        }
+        assert_eq!(code, 200);
+        assert!(tokio::time::Instant::now() < deadline, "still accepted after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn join(socket: &mut Socket, room: &str) -> serde_json::Value {
     send_json(socket, json!({"command": "join", "room": room})).await;
     next_json(socket).await
@@ -90,8 +104,8 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
     let setup = common::cli(&django.url, &["django-setup"]).await;
     assert!(setup.contains("triggers installed"), "{setup}");
     common::cli(&django.url, &["django-setup"]).await; // idempotent
-    let (_a_process, a) = django.serve().await;
-    let (_b_process, b) = django.serve().await;
+    let (_a_process, a) = django.serve(&[]).await;
+    let (_b_process, b) = django.serve(&[]).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // both listening
 
     let alice_token = django.run(&["token", "alice"]);
@@ -137,8 +151,10 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
     assert_eq!(http(a, "GET", "/api/rooms", &[("cookie", &bob_session_cookie)], "").await.0, 200);
     django.run(&["set-password", "bob", "pw2"]);
     assert_eq!(close_code(&mut bob_by_session, Duration::from_secs(1)).await, Some(4401));
-    assert_eq!(status(a, &[("cookie", &bob_session_cookie)]).await, StatusCode::UNAUTHORIZED, "no cache outlives it");
-    assert_eq!(http(a, "GET", "/api/rooms", &[("cookie", &bob_session_cookie)], "").await.0, 401);
+    // Process A heard the same notification: its cache (30 s for a valid
+    // answer) forgot everything.
+    refused_within(a, &bob_session_cookie, Duration::from_secs(1)).await;
+    assert_eq!(status(a, &[("cookie", &bob_session_cookie)]).await, StatusCode::UNAUTHORIZED);
     send_json(&mut bob_by_token, json!({"command": "join", "room": "1"})).await;
     assert_eq!(
         next_json(&mut bob_by_token).await,
@@ -156,6 +172,43 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
     // Deleted.
     django.run(&["delete-user", "carol"]);
     assert!(matches!(close_code(&mut carol, Duration::from_secs(1)).await, Some(4401 | 4403)));
+
+    django.drop_database().await;
+}
+
+/// No `django-setup` (no right to create triggers): revalidation every
+/// `--revalidate-secs` finds Django's changes, caches included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_triggers_the_same_holds_within_revalidate_secs() {
+    let django = Django::new().await;
+    for name in ["alice", "bob"] {
+        django.run(&["create-user", name, "pw"]);
+    }
+    let (_a_process, a) = django.serve(&["--revalidate-secs", "1"]).await;
+    let (_b_process, b) = django.serve(&["--revalidate-secs", "1"]).await;
+    let alice_token = django.run(&["token", "alice"]);
+    let android = format!("key={alice_token};");
+    let bob_session = format!("sessionid={}", django.run(&["login", "bob", "pw"]));
+    let bob_token = format!("key={}", django.run(&["token", "bob"]));
+    let mut alice_on_b = socket(b, &[("cookie", &android)]).await;
+    let mut bob_session_on_b = socket(b, &[("cookie", &bob_session)]).await;
+    let mut bob_token_on_a = socket(a, &[("cookie", &bob_token)]).await;
+    // Answers in process A's cache, with no socket of theirs there.
+    assert_eq!(http(a, "GET", "/api/rooms", &[("cookie", &android)], "").await.0, 200);
+    assert_eq!(http(a, "GET", "/api/rooms", &[("cookie", &bob_session)], "").await.0, 200);
+
+    // Revalidation every second (up to 10 % jitter), and one in flight.
+    let bound = Duration::from_millis(2500);
+    django.run(&["delete-token", "alice"]);
+    assert_eq!(close_code(&mut alice_on_b, bound).await, Some(4401));
+    refused_within(a, &android, bound).await;
+    django.run(&["set-password", "bob", "pw2"]);
+    assert_eq!(close_code(&mut bob_session_on_b, bound).await, Some(4401));
+    refused_within(a, &bob_session, bound).await;
+    assert_eq!(http(a, "GET", "/api/rooms", &[("cookie", &bob_token)], "").await.0, 200, "the DRF token outlives it");
+    django.run(&["set-active", "bob", "0"]);
+    assert_eq!(close_code(&mut bob_token_on_a, bound).await, Some(4403));
+    assert_eq!(status(b, &[("cookie", &bob_token)]).await, StatusCode::UNAUTHORIZED);
 
     django.drop_database().await;
 }

@@ -199,8 +199,10 @@ impl Listener {
         (self.inner.heard)(event).await
     }
 
-    /// The bus may have missed events (it lost its connection, it lagged):
-    /// the node revalidates every open socket's token with the store once.
+    /// The bus may have missed events (it lost its connection, it lagged),
+    /// or the source of truth says anything may have changed: the node's
+    /// cache forgets every answer and the node revalidates every open
+    /// socket's token with the store once.
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};

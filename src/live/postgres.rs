@@ -8,13 +8,14 @@
 //! with `pg_notify` and applied on every node, to its cache and its open
 //! sockets. The listener runs on a connection of its own, reconnects by itself
 //! (250 ms doubling to 5 s) and, after a gap in which it may have missed
-//! notifications, the lifecycle revalidates every open socket's token once.
+//! notifications, the lifecycle's cache forgets every answer and the
+//! lifecycle revalidates every open socket's token once.
 //!
 //! The payload is the event's text ([`AccessEvent`]'s `Display`: `token
 //! revoked <id>`, `user access_lost <user>`, `restore <user>`), never a token,
 //! so a database trigger can send one too (the Django integration's triggers
-//! do). One more payload, `revalidate`, asks every node to revalidate its
-//! sockets' tokens with the store now (a change the store alone can judge,
+//! do). One more payload, `revalidate`, asks every node to empty its cache and
+//! revalidate its sockets' tokens with the store now (a change the store alone can judge,
 //! such as a password change that ends some credentials of a user and not
 //! others).
 //!

@@ -12,6 +12,9 @@
 //!   user let back in is never refused from it, also when a lookup that began
 //!   before the change ends after it (each answer remembers when its lookup
 //!   began, and is trusted only if that was after every change concerning it);
+//! - when anything may have changed unseen (the bus lost its connection, or
+//!   the source of truth asks every node to revalidate:
+//!   [`StoreCache::forget_all`]), no answer asked before is trusted;
 //! - errors are never cached: the next request asks the store again;
 //! - concurrent lookups of one token share one call to the inner store
 //!   (request coalescing): a burst of handshakes with one token costs one
@@ -61,11 +64,20 @@ struct Changes {
     gone: Recent<()>,
     /// When a user was last let back in: refusals asked before are not trusted.
     restored: Option<Instant>,
+    /// When the cache last heard that anything may have changed (the bus's
+    /// gap, a `revalidate` from the source of truth): no answer asked
+    /// before is trusted.
+    everything: Option<Instant>,
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.gone.is_empty() && self.restored.is_none()
+        self.gone.is_empty() && self.restored.is_none() && self.everything.is_none()
+    }
+
+    fn everything(&mut self, keep: Duration) {
+        self.everything = Some(self.gone.forget_old(keep));
+        self.forget_old_restore(keep);
     }
 
     fn token(&mut self, id: TokenId, keep: Duration) {
@@ -82,15 +94,22 @@ impl Changes {
         self.restored = Some(self.gone.forget_old(keep));
     }
 
-    /// A let-in older than `keep` concerns no answer still cached.
+    /// A let-in (or a forget-all) older than `keep` concerns no answer
+    /// still cached.
     fn forget_old_restore(&mut self, keep: Duration) {
         if self.restored.is_some_and(|at| at.elapsed() > keep) {
             self.restored = None;
+        }
+        if self.everything.is_some_and(|at| at.elapsed() > keep) {
+            self.everything = None;
         }
     }
 
     fn trusts<U: TokenUser>(&self, id: TokenId, entry: &Entry<U>) -> bool {
         let after = |at: Option<Instant>| at.is_some_and(|at| at >= entry.asked_at);
+        if after(self.everything) {
+            return false;
+        }
         match &entry.answer {
             Some(found) => {
                 !after(self.gone.of_token(&id).map(|(at, ())| at))
@@ -282,6 +301,12 @@ impl<S: TokenStore> CachedTokenStore<S> {
         self.write().restore(keep);
     }
 
+    fn everything_changed(&self) {
+        let keep = self.keep();
+        self.write().everything(keep);
+        self.cache.invalidate_all();
+    }
+
     fn trusted(&self, id: TokenId, entry: &Entry<S::User>) -> bool {
         let changes = self.changes();
         changes.is_empty() || changes.trusts(id, entry)
@@ -391,6 +416,13 @@ impl<S: TokenStore> StoreCache<S::User> for CachedTokenStore<S> {
         }
         if let Some(inner) = self.inner.cache() {
             inner.forget(event).await;
+        }
+    }
+
+    async fn forget_all(&self) {
+        self.everything_changed();
+        if let Some(inner) = self.inner.cache() {
+            inner.forget_all().await;
         }
     }
 }
