@@ -6,7 +6,8 @@
 //!   cargo bench -p ws-token-auth-django --bench close_latency -- 3 100
 //! ```
 //!
-//! (3 blocks of 100 rounds per row; the rows alternate block by block.)
+//! (3 blocks of 100 rounds; each round takes one sample of every row, in
+//! turn, so that the rows alternate round by round.)
 //!
 //! - `token deleted`: a DRF token row deleted (DRF's logout) in Django's
 //!   database, to the close of a socket watched on another node (its own pool
@@ -20,7 +21,6 @@
 //! `tests/django_app/djangoctl.py`); the rows changed per round are written
 //! with SQL, as Django's ORM would, so that Python's start-up is not timed.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,19 +35,6 @@ use ws_token_auth_django::{CHANNEL, DjangoStore, DjangoTables, install_triggers}
 
 const KEY: &str = "bench-secret-key";
 
-fn djangoctl(url: &str, args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/django_app/djangoctl.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .env("DJANGO_DATABASE_URL", url)
-        .env("DJANGO_SECRET_KEY", KEY)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "djangoctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn watched<St: TokenStore>(node: &Lifecycle<St>, token: &Token) -> Watch {
     let found = node.store().authenticate(token).await.unwrap().expect("valid");
     node.watch(&AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None))
@@ -58,8 +45,26 @@ async fn closed(watch: Watch) -> Instant {
     Instant::now()
 }
 
-fn drf_key() -> String {
-    Token::generate().expose_secret()[..40].to_owned()
+/// A fresh DRF token of `user_id`, written as DRF's `Token.objects.create`
+/// would.
+async fn insert_token(pool: &PgPool, user_id: i32) -> String {
+    let key = Token::generate().expose_secret()[..40].to_owned();
+    sqlx::query("INSERT INTO authtoken_token (key, created, user_id) VALUES ($1, now(), $2)")
+        .bind(&key)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    key
+}
+
+async fn set_active(pool: &PgPool, user_id: i32, active: bool) {
+    sqlx::query("UPDATE auth_user SET is_active = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(active)
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) {
@@ -80,14 +85,10 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 async fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (blocks, rounds) = (args.first().copied().unwrap_or(3), args.get(1).copied().unwrap_or(100));
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let redis = std::env::var("REDIS_URL").expect("REDIS_URL");
-    let admin = PgPool::connect(&base).await.unwrap();
-    let database = format!("wsdj_bench_{}", Token::generate().id());
-    sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
-    let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
-    djangoctl(&url, &["migrate"]);
-    let user_id: i32 = djangoctl(&url, &["create-user", "alice", "pw"]).parse().unwrap();
+    let django = testkit::Django::new("bench", KEY).await;
+    let url = django.url().to_owned();
+    let user_id: i32 = django.run(&["create-user", "alice", "pw"]).parse().unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
     install_triggers(&pool, &DjangoTables::default(), CHANNEL).await.unwrap();
 
@@ -110,52 +111,28 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await; // every listener listening
 
     let (mut deleted, mut deactivated, mut bus_pg, mut bus_redis) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..blocks {
-        for _ in 0..rounds {
-            let key = drf_key();
-            sqlx::query("INSERT INTO authtoken_token (key, created, user_id) VALUES ($1, now(), $2)")
-                .bind(&key)
-                .bind(user_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-            let watch = watched(&node, &Token::new(key.clone()).unwrap()).await;
-            let start = Instant::now();
-            sqlx::query("DELETE FROM authtoken_token WHERE key = $1").bind(&key).execute(&pool).await.unwrap();
-            deleted.push(closed(watch).await - start);
-        }
-        for _ in 0..rounds {
-            let key = drf_key();
-            sqlx::query("INSERT INTO authtoken_token (key, created, user_id) VALUES ($1, now(), $2)")
-                .bind(&key)
-                .bind(user_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-            let watch = watched(&node, &Token::new(key.clone()).unwrap()).await;
-            let start = Instant::now();
-            sqlx::query("UPDATE auth_user SET is_active = false WHERE id = $1")
-                .bind(user_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-            deactivated.push(closed(watch).await - start);
-            sqlx::query("UPDATE auth_user SET is_active = true WHERE id = $1")
-                .bind(user_id)
-                .execute(&pool)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM authtoken_token WHERE key = $1").bind(&key).execute(&pool).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    for _ in 0..blocks * rounds {
+        let key = insert_token(&pool, user_id).await;
+        let watch = watched(&node, &Token::new(key.clone()).unwrap()).await;
+        let start = Instant::now();
+        sqlx::query("DELETE FROM authtoken_token WHERE key = $1").bind(&key).execute(&pool).await.unwrap();
+        deleted.push(closed(watch).await - start);
+
+        let key = insert_token(&pool, user_id).await;
+        let watch = watched(&node, &Token::new(key.clone()).unwrap()).await;
+        let start = Instant::now();
+        set_active(&pool, user_id, false).await;
+        deactivated.push(closed(watch).await - start);
+        set_active(&pool, user_id, true).await;
+        sqlx::query("DELETE FROM authtoken_token WHERE key = $1").bind(&key).execute(&pool).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+
         for (pair, samples) in [(&pg, &mut bus_pg), (&rd, &mut bus_redis)] {
-            for _ in 0..rounds {
-                let token = ws_token_auth::store::ManageTokens::issue(&*memory, &"bob".to_owned(), None).await.unwrap();
-                let watch = watched(&pair.1, &token).await;
-                let start = Instant::now();
-                pair.0.revoke(&token).await.unwrap();
-                samples.push(closed(watch).await - start);
-            }
+            let token = ws_token_auth::store::ManageTokens::issue(&*memory, &"bob".to_owned(), None).await.unwrap();
+            let watch = watched(&pair.1, &token).await;
+            let start = Instant::now();
+            pair.0.revoke(&token).await.unwrap();
+            samples.push(closed(watch).await - start);
         }
     }
     println!("| row | n | p50 | p90 | p99 | max |\n| --- | --- | --- | --- | --- | --- |");
@@ -166,5 +143,5 @@ async fn main() {
     drop((node, pg, rd));
     node_pool.close().await;
     pool.close().await;
-    let _ = sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)")).execute(&admin).await;
+    django.drop_database().await;
 }

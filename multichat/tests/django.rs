@@ -8,8 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command as StdCommand;
 use std::time::Duration;
 
 use common::{chat_handshake, http};
@@ -17,51 +15,30 @@ use http::StatusCode;
 use serde_json::json;
 use testkit::{Socket, close_code, next_json, send_json};
 use tokio::process::Child;
-use ws_token_auth::Token;
 
 const SECRET_KEY: &str = "django-insecure-multichat-test-key";
 
-struct Django {
-    url: String,
-    database: String,
-    admin: sqlx::PgPool,
-}
+/// A Django app over a database of its own, and `serve --django` over it.
+struct Django(testkit::Django);
 
 impl Django {
     async fn new() -> Self {
-        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: these tests need a PostgreSQL");
-        let admin = sqlx::PgPool::connect(&base).await.expect("PostgreSQL at DATABASE_URL");
-        let database = format!("wsdj_chat_{}", Token::generate().id());
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
-        let url = format!("{}/{database}", base.rsplit_once('/').expect("a database in DATABASE_URL").0);
-        let django = Self { url, database, admin };
-        django.run(&["migrate"]);
-        django
+        Self(testkit::Django::new("chat", SECRET_KEY).await)
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../django/tests/django_app");
-        assert!(dir.join(".deps/django").is_dir(), "Django is not installed for the tests (.ci/run installs it)");
-        let out = StdCommand::new("python3")
-            .arg(dir.join("djangoctl.py"))
-            .args(args)
-            .env("DJANGO_DATABASE_URL", &self.url)
-            .env("DJANGO_SECRET_KEY", SECRET_KEY)
-            .output()
-            .expect("python3");
-        assert!(out.status.success(), "djangoctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.0.run(args)
     }
 
     async fn serve(&self, options: &[&str]) -> (Child, SocketAddr) {
         let mut command = common::multichat();
-        command.args(["--database-url", &self.url, "serve", "--django", "--bind", "127.0.0.1:0"]).args(options);
+        command.args(["--database-url", self.0.url(), "serve", "--django", "--bind", "127.0.0.1:0"]).args(options);
         command.env("DJANGO_SECRET_KEY", SECRET_KEY);
         common::spawn_serve(command).await
     }
 
     async fn drop_database(self) {
-        let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.database)).execute(&self.admin).await;
+        self.0.drop_database().await;
     }
 }
 
@@ -101,9 +78,9 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
         django.run(&["create-user", name, "pw"]);
     }
     django.run(&["set-staff", "carol"]);
-    let setup = common::cli(&django.url, &["django-setup"]).await;
+    let setup = common::cli(django.0.url(), &["django-setup"]).await;
     assert!(setup.contains("triggers installed"), "{setup}");
-    common::cli(&django.url, &["django-setup"]).await; // idempotent
+    common::cli(django.0.url(), &["django-setup"]).await; // idempotent
     let (_a_process, a) = django.serve(&[]).await;
     let (_b_process, b) = django.serve(&[]).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // both listening
