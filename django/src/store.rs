@@ -1,6 +1,7 @@
 //! [`DjangoStore`]: a read-only [`TokenStore`] over a Django app's own
 //! PostgreSQL tables.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -21,13 +22,15 @@ pub const SESSION_SALT: &str = "django.contrib.sessions.SessionStore";
 /// use ws_token_auth::TokenUser;
 /// use ws_token_auth_django::DjangoUser;
 ///
-/// let user = DjangoUser { id: 7, username: "alice".into(), is_staff: false };
-/// assert_eq!(user.id(), 7);
+/// let user = DjangoUser { id: "7".into(), username: "alice".into(), is_staff: false };
+/// assert_eq!(user.id(), "7");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DjangoUser {
-    /// The primary key (`auth_user.id`).
-    pub id: i64,
+    /// The primary key (`auth_user.id`) as Django writes it in a session's
+    /// `_auth_user_id`: `"7"` for Django's integer key, the text of a UUID
+    /// for a custom user model's `UUIDField` key.
+    pub id: String,
     /// `auth_user.username` (or the configured column).
     pub username: String,
     /// `auth_user.is_staff`.
@@ -35,9 +38,9 @@ pub struct DjangoUser {
 }
 
 impl TokenUser for DjangoUser {
-    type Id = i64;
-    fn id(&self) -> i64 {
-        self.id
+    type Id = String;
+    fn id(&self) -> String {
+        self.id.clone()
     }
 }
 
@@ -79,9 +82,12 @@ impl TokenUser for DjangoUser {
 pub struct DjangoStore {
     pool: PgPool,
     keys: SecretKeys,
+    tables: DjangoTables,
     drf: String,
     session: String,
-    user: String,
+    /// The user by primary key, cast to the key column's own type (read from
+    /// the catalog at the first lookup, so that the key's index serves it).
+    user: Arc<OnceLock<String>>,
 }
 
 /// What a credential resolves to before the activity check.
@@ -91,7 +97,7 @@ struct Resolved {
     expires_at: Option<SystemTime>,
 }
 
-type UserRow = (i64, String, bool, bool, String);
+type UserRow = (String, String, bool, bool, String);
 
 impl DjangoStore {
     /// A store over `pool` (the Django app's database) reading `tables`,
@@ -100,16 +106,40 @@ impl DjangoStore {
     pub fn new(pool: PgPool, tables: DjangoTables, keys: SecretKeys) -> Self {
         let columns = tables.user_columns("u");
         let DjangoTables { users, id, tokens, sessions, .. } = &tables;
-        Self {
-            pool,
-            keys,
-            drf: format!("SELECT {columns} FROM {tokens} t JOIN {users} u ON u.{id} = t.user_id WHERE t.key = $1"),
-            session: format!(
-                "SELECT session_data, (EXTRACT(EPOCH FROM expire_date) * 1000)::bigint FROM {sessions} \
-                 WHERE session_key = $1 AND expire_date > now()"
-            ),
-            user: format!("SELECT {columns} FROM {users} u WHERE u.{id} = $1"),
+        let drf = format!("SELECT {columns} FROM {tokens} t JOIN {users} u ON u.{id} = t.user_id WHERE t.key = $1");
+        let session = format!(
+            "SELECT session_data, (EXTRACT(EPOCH FROM expire_date) * 1000)::bigint FROM {sessions} \
+             WHERE session_key = $1 AND expire_date > now()"
+        );
+        Self { pool, keys, tables, drf, session, user: Arc::default() }
+    }
+
+    /// The query of a user by primary key, made once the key column's type
+    /// is known.
+    async fn user_query(&self) -> Result<&str, StoreError> {
+        if let Some(query) = self.user.get() {
+            return Ok(query);
         }
+        let DjangoTables { users, id, .. } = &self.tables;
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+        )
+        .bind(users)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some((key_type,)) = found else {
+            return Err(StoreError::backend(MissingColumn(format!("{users}.{id}"))));
+        };
+        // From the catalog, and still checked: it goes into the SQL text.
+        if !key_type.bytes().all(|b| b.is_ascii_alphanumeric() || b" _(),\"".contains(&b)) {
+            return Err(StoreError::backend(MissingColumn(format!("{users}.{id} of type {key_type:?}"))));
+        }
+        let columns = self.tables.user_columns("u");
+        let query = format!("SELECT {columns} FROM {users} u WHERE u.{id} = CAST($1::text AS {key_type})");
+        Ok(self.user.get_or_init(|| query))
     }
 
     /// Checks that Django's tables are there and readable (for a server to
@@ -127,7 +157,10 @@ impl DjangoStore {
         let nobody = "0000000000000000000000000000000000000000";
         sqlx::query(&self.drf).bind(nobody).fetch_optional(&self.pool).await.map_err(StoreError::backend)?;
         sqlx::query(&self.session).bind(nobody).fetch_optional(&self.pool).await.map_err(StoreError::backend)?;
-        sqlx::query(&self.user).bind(0_i64).fetch_optional(&self.pool).await.map_err(StoreError::backend)?;
+        self.user_query().await?;
+        let (columns, users) = (self.tables.user_columns("u"), &self.tables.users);
+        let every_column = format!("SELECT {columns} FROM {users} u WHERE false");
+        sqlx::query(&every_column).fetch_optional(&self.pool).await.map_err(StoreError::backend)?;
         Ok(())
     }
 
@@ -143,7 +176,12 @@ impl DjangoStore {
         let Some((data, expires_ms)) = row else { return Ok(None) };
         let Some((user_id, hash)) = self.session_user(&data, token) else { return Ok(None) };
         let row: Option<UserRow> =
-            sqlx::query_as(&self.user).bind(user_id).fetch_optional(&self.pool).await.map_err(store_error)?;
+            match sqlx::query_as(self.user_query().await?).bind(user_id).fetch_optional(&self.pool).await {
+                Ok(row) => row,
+                // Signed, but not a key of this table's type: no such user.
+                Err(sqlx::Error::Database(error)) if matches!(error.code().as_deref(), Some("22P02" | "22003")) => None,
+                Err(error) => return Err(store_error(error)),
+            };
         let Some(row) = row else { return Ok(None) };
         if !session_hash_matches(&hash, &row.4, &self.keys) {
             tracing::debug!(target: "ws_token_auth_django", token = %token.id(), "session of an older password");
@@ -155,7 +193,7 @@ impl DjangoStore {
 
     /// The user id and auth hash a session's signed data names, if it is
     /// valid.
-    fn session_user(&self, data: &str, token: &Token) -> Option<(i64, String)> {
+    fn session_user(&self, data: &str, token: &Token) -> Option<(String, String)> {
         let object = match unsign_object(data, SESSION_SALT, &self.keys) {
             Ok(object) => object,
             Err(error) => {
@@ -163,7 +201,7 @@ impl DjangoStore {
                 return None;
             }
         };
-        let id = object.get("_auth_user_id")?.as_str()?.parse().ok()?;
+        let id = object.get("_auth_user_id")?.as_str()?.to_owned();
         let hash = object.get("_auth_user_hash")?.as_str()?.to_owned();
         Some((id, hash))
     }
@@ -172,6 +210,12 @@ impl DjangoStore {
 fn resolved((id, username, is_staff, active, _password): UserRow, expires_at: Option<SystemTime>) -> Resolved {
     Resolved { user: DjangoUser { id, username, is_staff }, active, expires_at }
 }
+
+/// Django's users table has no such column (or one of a type this store
+/// cannot name).
+#[derive(Debug, thiserror::Error)]
+#[error("no usable primary key column {0}")]
+struct MissingColumn(String);
 
 /// What DRF's `Token.generate_key` makes: 40 lowercase hex digits.
 fn is_drf_key(secret: &str) -> bool {

@@ -86,7 +86,8 @@ macro_rules! setters {
 setters! {
     /// The users table (`AUTH_USER_MODEL`'s; default `auth_user`).
     users => users, true;
-    /// The users table's primary key column (default `id`; an integer).
+    /// The users table's primary key column (default `id`; of any type:
+    /// Django's integer, a `UUIDField`, text).
     id_column => id, false;
     /// The column shown as the user's name (default `username`).
     username_column => username, false;
@@ -137,8 +138,8 @@ impl DjangoTables {
     /// is_active, password.
     pub(crate) fn user_columns(&self, alias: &str) -> String {
         let Self { id, username, is_staff, is_active, password, .. } = self;
-        // Django's AutoField is an int4: read every id as int8.
-        format!("{alias}.{id}::int8, {alias}.{username}, {alias}.{is_staff}, {alias}.{is_active}, {alias}.{password}")
+        // An id as Django writes it in a session: the key's text.
+        format!("{alias}.{id}::text, {alias}.{username}, {alias}.{is_staff}, {alias}.{is_active}, {alias}.{password}")
     }
 }
 

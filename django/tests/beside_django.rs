@@ -4,8 +4,6 @@
 //! users, tokens and sessions, and two nodes (two lifecycles, each with its
 //! own pool and `PgBus`, as two processes would) watch the sockets.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,57 +19,34 @@ use ws_token_auth_django::{CHANNEL, DjangoStore, DjangoTables, DjangoUser, insta
 
 const SECRET_KEY: &str = "django-insecure-test-key-for-ws-token-auth";
 
-/// A Django app over a database of its own.
+/// A Django app over a database of its own, and a pool on it.
 struct Django {
-    url: String,
-    database: String,
-    admin: PgPool,
+    app: testkit::Django,
     pool: PgPool,
+    tables: DjangoTables,
 }
 
 impl Django {
     async fn new() -> Self {
-        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: these tests need a PostgreSQL");
-        let admin = PgPool::connect(&base).await.expect("PostgreSQL at DATABASE_URL");
-        let database = format!("wsdj_{}", Token::generate().id());
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
-        let url = match base.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{database}"),
-            None => panic!("DATABASE_URL names no database: {base}"),
-        };
-        let django = Self { pool: PgPool::connect(&url).await.unwrap(), url, database, admin };
-        django.run(&["migrate"]);
-        django
+        Self::over(testkit::Django::new("lib", SECRET_KEY).await, DjangoTables::default()).await
     }
 
-    /// Runs `djangoctl.py` with `args`; its stdout, trimmed.
+    async fn over(app: testkit::Django, tables: DjangoTables) -> Self {
+        Self { pool: PgPool::connect(app.url()).await.unwrap(), app, tables }
+    }
+
     fn run(&self, args: &[&str]) -> String {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/django_app");
-        assert!(
-            dir.join(".deps/django").is_dir(),
-            "Django is not installed for the tests: python3 -m pip install --target {0}/.deps -r {0}/requirements.txt \
-             (.ci/run does)",
-            dir.display()
-        );
-        let out = Command::new("python3")
-            .arg(dir.join("djangoctl.py"))
-            .args(args)
-            .env("DJANGO_DATABASE_URL", &self.url)
-            .env("DJANGO_SECRET_KEY", SECRET_KEY)
-            .output()
-            .expect("python3");
-        assert!(out.status.success(), "djangoctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.app.run(args)
     }
 
     fn store(&self, pool: &PgPool) -> DjangoStore {
-        DjangoStore::new(pool.clone(), DjangoTables::default(), SecretKeys::new(SECRET_KEY).unwrap())
+        DjangoStore::new(pool.clone(), self.tables.clone(), SecretKeys::new(SECRET_KEY).unwrap())
     }
 
     /// A node: its own pool, store, lifecycle and bus, and the
     /// authenticator a socket route would use.
     async fn node(&self) -> Node {
-        let pool = PgPool::connect(&self.url).await.unwrap();
+        let pool = PgPool::connect(self.app.url()).await.unwrap();
         let lifecycle = Lifecycle::new(Arc::new(self.store(&pool))).with_bus(PgBus::new(pool.clone(), CHANNEL));
         let auth = lifecycle.authenticator().sources([
             TokenSource::cookie("key"),
@@ -83,7 +58,7 @@ impl Django {
 
     async fn drop_database(self) {
         self.pool.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.database)).execute(&self.admin).await;
+        self.app.drop_database().await;
     }
 }
 
@@ -244,6 +219,61 @@ async fn what_django_does_closes_the_right_sockets_on_both_nodes() {
     assert!(matches!(closes(dave_token_on_a).await.code(), 4401 | 4403));
     assert!(matches!(closes(dave_session_on_b).await.code(), 4401 | 4403));
     assert!(a.cookie("sessionid", &dave_session).await.is_err());
+
+    drop((a, b));
+    django.drop_database().await;
+}
+
+/// A custom `AUTH_USER_MODEL` keyed by a UUID (`accounts.Member` of the
+/// test app): the store reads the key as Django writes it in a session, and
+/// the triggers name the user the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_user_model_keyed_by_a_uuid_is_served_and_watched_the_same() {
+    let app = testkit::Django::with_user_model("uuid", SECRET_KEY, "accounts.Member").await;
+    let django = Django::over(app, DjangoTables::default().users("accounts_member").unwrap()).await;
+    django.node().await.lifecycle.store().check_tables().await.expect("the custom table is readable");
+    install_triggers(&django.pool, &django.tables, CHANNEL).await.unwrap();
+    let (a, b) = (django.node().await, django.node().await);
+    let alice = django.run(&["create-user", "alice", "pw"]);
+    assert_eq!(alice.len(), 36, "a UUID key: {alice}");
+    django.run(&["create-user", "bob", "pw"]);
+    tokio::time::sleep(Duration::from_millis(300)).await; // both nodes listen
+
+    let token = django.run(&["token", "alice"]);
+    let session = django.run(&["login", "alice", "pw"]);
+    let by_token = a.cookie("key", &token).await.expect("the DRF token of a UUID-keyed user");
+    let by_session = b.cookie("sessionid", &session).await.expect("the session of a UUID-keyed user");
+    assert_eq!((by_token.user.id.as_str(), by_session.user.id.as_str()), (alice.as_str(), alice.as_str()));
+    assert_eq!(by_token.user.username, "alice");
+
+    // A password change ends the session, not the token; a deactivation
+    // closes the rest with 4403 on the other node.
+    let (session_on_a, token_on_b) = (a.lifecycle.watch(&by_session), b.lifecycle.watch(&by_token));
+    let bob_session = django.run(&["login", "bob", "pw"]);
+    let mut bob_on_a = a.socket("sessionid", &bob_session).await;
+    django.run(&["set-password", "alice", "pw2"]);
+    assert_eq!(closes(session_on_a).await.code(), 4401);
+    refused(b.cookie("sessionid", &session).await);
+    still_open(&mut bob_on_a).await;
+    django.run(&["set-active", "alice", "0"]);
+    assert_eq!(closes(token_on_b).await.code(), 4403);
+    refused(a.cookie("key", &token).await);
+
+    // A session naming a key that is no UUID (signed with the key, so only
+    // Django could have made it): no such user, not an outage.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let keys = SecretKeys::new(SECRET_KEY).unwrap();
+    let object = serde_json::json!({"_auth_user_id": "7", "_auth_user_hash": "x"});
+    let forged =
+        ws_token_auth_django::signing::sign_object(&object, ws_token_auth_django::SESSION_SALT, keys.current(), now);
+    sqlx::query(
+        "INSERT INTO django_session VALUES ('notauuidsessionkey0123456789abcd', $1, now() + interval '1 hour')",
+    )
+    .bind(forged)
+    .execute(&django.pool)
+    .await
+    .unwrap();
+    refused(a.cookie("sessionid", "notauuidsessionkey0123456789abcd").await);
 
     drop((a, b));
     django.drop_database().await;

@@ -89,9 +89,15 @@ macro_rules! with_store {
     };
 }
 
-impl From<DjangoUser> for ChatUser {
-    fn from(user: DjangoUser) -> Self {
-        Self { id: user.id, username: user.username, is_staff: user.is_staff }
+/// The chat's rooms and tickets name users by an integer: Django's default
+/// key. A custom user model keyed otherwise (a `UUIDField`) is not served.
+impl TryFrom<DjangoUser> for ChatUser {
+    type Error = StoreError;
+    fn try_from(user: DjangoUser) -> Result<Self, StoreError> {
+        let id = user.id.parse().map_err(|_| {
+            StoreError::backend(std::io::Error::other("multichat serves Django users with integer primary keys only"))
+        })?;
+        Ok(Self { id, username: user.username, is_staff: user.is_staff })
     }
 }
 
@@ -103,10 +109,13 @@ impl TokenStore for Tokens {
         match self {
             Tokens::Sqlite(store) => store.authenticate(token).await,
             Tokens::Postgres(store) => store.authenticate(token).await,
-            Tokens::Django(beside) => Ok(beside.django.authenticate(token).await?.map(|found| {
-                let expires_at = found.expires_at;
-                Authenticated::new(ChatUser::from(found.user)).with_expiry(expires_at)
-            })),
+            Tokens::Django(beside) => match beside.django.authenticate(token).await? {
+                Some(found) => {
+                    let expires_at = found.expires_at;
+                    Ok(Some(Authenticated::new(ChatUser::try_from(found.user)?).with_expiry(expires_at)))
+                }
+                None => Ok(None),
+            },
         }
     }
 

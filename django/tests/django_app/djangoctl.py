@@ -1,7 +1,9 @@
 """A real Django app over the test's PostgreSQL database, driven by the Rust tests.
 
 Django, DRF and psycopg come from requirements.txt (installed into .deps by
-.ci/run). The database is DJANGO_DATABASE_URL; the secret key DJANGO_SECRET_KEY.
+.ci/run). The database is DJANGO_DATABASE_URL; the secret key DJANGO_SECRET_KEY;
+DJANGO_USER_MODEL=accounts.Member swaps in a custom user model keyed by a UUID
+(table accounts_member).
 Each command does what a Django app does, with Django's own code (ORM, auth,
 the test client for a real login), and prints what the test needs on stdout:
 
@@ -25,6 +27,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".deps"))
 
 url = urlparse(os.environ["DJANGO_DATABASE_URL"])
+user_model = os.environ.get("DJANGO_USER_MODEL")
 from django.conf import settings
 
 settings.configure(
@@ -40,7 +43,9 @@ settings.configure(
         "django.contrib.sessions",
         "rest_framework",
         "rest_framework.authtoken",
-    ],
+    ]
+    + (["accounts"] if user_model else []),
+    AUTH_USER_MODEL=user_model or "auth.User",
     MIDDLEWARE=[
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
