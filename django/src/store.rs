@@ -83,6 +83,9 @@ pub struct DjangoStore {
     pool: PgPool,
     keys: SecretKeys,
     tables: DjangoTables,
+    /// Django's `AUTHENTICATION_BACKENDS`, when set: a session logged in by
+    /// another backend is refused.
+    backends: Option<Arc<[String]>>,
     drf: String,
     session: String,
     /// The user by primary key, cast to the key column's own type (read from
@@ -111,7 +114,28 @@ impl DjangoStore {
             "SELECT session_data, (EXTRACT(EPOCH FROM expire_date) * 1000)::bigint FROM {sessions} \
              WHERE session_key = $1 AND expire_date > now()"
         );
-        Self { pool, keys, tables, drf, session, user: Arc::default() }
+        Self { pool, keys, tables, backends: None, drf, session, user: Arc::default() }
+    }
+
+    /// Accepts only sessions logged in through one of `backends`, as Django
+    /// does with its `AUTHENTICATION_BACKENDS` setting (a session whose
+    /// `_auth_user_backend` is not listed is anonymous there): give it the
+    /// same list. Without it, the backend a session names is not checked.
+    /// DRF tokens name no backend and are not concerned.
+    ///
+    /// ```no_run
+    /// # fn run(store: ws_token_auth_django::DjangoStore) {
+    /// let store = store.authentication_backends(["django.contrib.auth.backends.ModelBackend"]);
+    /// # let _ = store; }
+    /// ```
+    #[must_use]
+    pub fn authentication_backends<I, B>(mut self, backends: I) -> Self
+    where
+        I: IntoIterator<Item = B>,
+        B: Into<String>,
+    {
+        self.backends = Some(backends.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The query of a user by primary key, made once the key column's type
@@ -201,6 +225,13 @@ impl DjangoStore {
                 return None;
             }
         };
+        if let Some(backends) = &self.backends {
+            let backend = object.get("_auth_user_backend").and_then(serde_json::Value::as_str);
+            if !backend.is_some_and(|backend| backends.iter().any(|listed| listed == backend)) {
+                tracing::debug!(target: "ws_token_auth_django", token = %token.id(), "session of an unlisted backend");
+                return None;
+            }
+        }
         let id = object.get("_auth_user_id")?.as_str()?.to_owned();
         let hash = object.get("_auth_user_hash")?.as_str()?.to_owned();
         Some((id, hash))

@@ -137,6 +137,15 @@ async fn djangos_tokens_and_sessions_open_sockets_and_bad_ones_are_refused() {
     let foreign = DjangoStore::new(django.pool.clone(), DjangoTables::default(), SecretKeys::new("other").unwrap());
     use ws_token_auth::TokenStore;
     assert!(foreign.authenticate(&Token::new(session.clone()).unwrap()).await.unwrap().is_none());
+    // Django's AUTHENTICATION_BACKENDS: a login through a backend not listed is anonymous.
+    let listed = django.store(&django.pool).authentication_backends(["django.contrib.auth.backends.ModelBackend"]);
+    assert!(listed.authenticate(&Token::new(session.clone()).unwrap()).await.unwrap().is_some());
+    let unlisted = django.store(&django.pool).authentication_backends(["myapp.backends.EmailBackend"]);
+    assert!(unlisted.authenticate(&Token::new(session.clone()).unwrap()).await.unwrap().is_none());
+    assert!(
+        unlisted.authenticate(&Token::new(token.clone()).unwrap()).await.unwrap().is_some(),
+        "DRF tokens: no backend"
+    );
     // Unknown credentials of both shapes.
     refused(node.cookie("key", &"0".repeat(40)).await);
     refused(node.cookie("sessionid", "nosuchsession12345678901234567").await);

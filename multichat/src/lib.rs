@@ -52,7 +52,7 @@ commands:
   revoke TOKEN | revoke --token-stdin | revoke --user NAME   (each with [--redis-url URL])
   deactivate NAME [--redis-url URL] | activate NAME [--redis-url URL]
 DJANGO TABLES, where a custom AUTH_USER_MODEL differs from Django's: --django-user-table auth_user
-  --django-id-column id --django-username-column username --django-active-column is_active
+  --django-id-column id (an integer key) --django-username-column username --django-active-column is_active
   --django-staff-column is_staff --django-password-column password --django-token-table authtoken_token
   --django-session-table django_session
 --database-url (also DATABASE_URL) defaults to sqlite://multichat.db";
