@@ -61,6 +61,8 @@ use crate::store::{TokenStore, TokenUser};
 use crate::token::{Token, TokenId};
 
 mod bus;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod listening;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

@@ -4,17 +4,18 @@
 //! reason; a bus that lagged makes its node forget its cache and revalidate; a node that is gone
 //! stops listening.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::nodes::{Node, Shared, cached, socket_on};
 use tokio::sync::broadcast;
-use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::{AccessEvent, Bus, BusError, CloseReason, Listener};
-use ws_token_auth::store::CachedTokenStore;
 use ws_token_auth::store::ManageTokens;
-use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, TokenStore};
+use ws_token_auth::{MemoryTokenStore, TokenStore};
 
 /// Every node of the process on one broadcast channel; counts the listening
 /// tasks that are still running.
@@ -60,17 +61,8 @@ impl Bus for InProcess {
     }
 }
 
-type Shared = Arc<MemoryTokenStore<String>>;
-type Node = Lifecycle<CachedTokenStore<Shared>>;
-
 fn node(bus: &InProcess, store: &Shared) -> Node {
-    Lifecycle::new(Arc::new(CachedTokenStore::new(Arc::clone(store)))).with_bus(bus.clone())
-}
-
-/// A socket of `token`'s user on `node`, authenticated through its cache.
-async fn socket_on(node: &Node, token: &Token) -> AuthenticatedUser<String> {
-    let found = node.store().authenticate(token).await.unwrap().expect("a valid token");
-    AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None)
+    cached(store).with_bus(bus.clone())
 }
 
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -82,18 +74,7 @@ async fn a_change_on_one_node_reaches_the_other_over_a_bus_of_the_apps_own() {
     let store: Shared = Arc::new(MemoryTokenStore::new());
     let bus = InProcess::new(64);
     let (a, b) = (node(&bus, &store), node(&bus, &store));
-    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
-    let bob = store.issue(&"bob".to_owned(), None).await.unwrap();
-    let alice_on_b = b.watch(&socket_on(&b, &alice).await);
-    let bob_on_b = b.watch(&socket_on(&b, &bob).await);
-
-    a.revoke(&alice).await.unwrap();
-    assert_eq!(within(alice_on_b).await, CloseReason::Revoked);
-    assert!(b.store().authenticate(&alice).await.unwrap().is_none(), "b's cache forgot alice's token");
-
-    a.lock_out(&"bob".to_owned()).await.unwrap();
-    assert_eq!(within(bob_on_b).await, CloseReason::AccessLost);
-    assert!(b.store().authenticate(&bob).await.unwrap().is_none(), "b's cache forgot bob");
+    common::nodes::a_change_on_one_node_reaches_the_other(&a, &b, &store).await;
 }
 
 #[tokio::test]

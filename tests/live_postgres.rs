@@ -2,21 +2,20 @@
 //! the real database at `DATABASE_URL`: a change on one node closes the other
 //! node's sockets and empties its cache; a `revalidate` notification (what a
 //! database trigger sends for a change only the store can judge) makes every
-//! node revalidate; a listener whose connection the server killed reconnects
+//! node empty its cache and revalidate; a listener whose connection the server killed reconnects
 //! and revalidates what it may have missed.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::nodes::{Node, Shared, accepted, cached, socket_on};
 use sqlx::PgPool;
-use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::postgres::PgBus;
 use ws_token_auth::live::{AccessEvent, Bus, CloseReason};
-use ws_token_auth::store::{CachedTokenStore, ManageTokens};
-use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, TokenStore};
-
-type Shared = Arc<MemoryTokenStore<String>>;
-type Node = Lifecycle<CachedTokenStore<Shared>>;
+use ws_token_auth::store::ManageTokens;
+use ws_token_auth::{MemoryTokenStore, Token};
 
 async fn pool() -> PgPool {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: these tests need a PostgreSQL");
@@ -29,12 +28,7 @@ fn channel() -> String {
 }
 
 fn node(pool: &PgPool, channel: &str, store: &Shared) -> Node {
-    Lifecycle::new(Arc::new(CachedTokenStore::new(Arc::clone(store)))).with_bus(PgBus::new(pool.clone(), channel))
-}
-
-async fn socket_on(node: &Node, token: &Token) -> AuthenticatedUser<String> {
-    let found = node.store().authenticate(token).await.unwrap().expect("a valid token");
-    AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None)
+    cached(store).with_bus(PgBus::new(pool.clone(), channel))
 }
 
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -62,18 +56,7 @@ async fn a_change_on_one_node_reaches_the_other_over_postgres() {
     let store: Shared = Arc::new(MemoryTokenStore::new());
     let (a, b) = (node(&pool, &channel, &store), node(&pool, &channel, &store));
     listening(&pool, &channel).await;
-    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
-    let bob = store.issue(&"bob".to_owned(), None).await.unwrap();
-    let alice_on_b = b.watch(&socket_on(&b, &alice).await);
-    let bob_on_b = b.watch(&socket_on(&b, &bob).await);
-
-    a.revoke(&alice).await.unwrap();
-    assert_eq!(within(alice_on_b).await, CloseReason::Revoked);
-    assert!(b.store().authenticate(&alice).await.unwrap().is_none(), "b's cache forgot alice's token");
-
-    a.lock_out(&"bob".to_owned()).await.unwrap();
-    assert_eq!(within(bob_on_b).await, CloseReason::AccessLost);
-    assert!(b.store().authenticate(&bob).await.unwrap().is_none(), "b's cache forgot bob");
+    common::nodes::a_change_on_one_node_reaches_the_other(&a, &b, &store).await;
 }
 
 #[tokio::test]
@@ -86,11 +69,15 @@ async fn a_revalidate_notification_makes_every_node_ask_the_store() {
     let dan = store.issue(&"dan".to_owned(), None).await.unwrap();
     let carol_on_b = b.watch(&socket_on(&b, &carol).await);
     let mut dan_on_b = b.watch(&socket_on(&b, &dan).await);
+    let erin = store.issue(&"erin".to_owned(), None).await.unwrap();
+    assert!(accepted(&b, &erin).await); // in b's cache, no socket
     store.revoke(&carol).await.unwrap(); // behind every lifecycle's back
+    store.revoke(&erin).await.unwrap();
     // What a trigger sends, from a session that is not a node.
     sqlx::query("SELECT pg_notify($1, 'revalidate')").bind(&channel).execute(&pool).await.unwrap();
     assert_eq!(within(carol_on_b).await, CloseReason::Revoked);
     assert_eq!(dan_on_b.reason(), None, "only the token the store refuses");
+    assert!(!accepted(&b, &erin).await, "b's cache forgot every answer");
 }
 
 #[tokio::test]

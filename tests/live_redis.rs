@@ -10,17 +10,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::nodes::{Node, Shared, accepted, cached, socket_on};
 use testkit::Proxy;
 use tokio::net::TcpListener;
-use ws_token_auth::extract::CredentialKind;
 use ws_token_auth::live::CloseReason;
 use ws_token_auth::live::redis::RevocationBus;
-use ws_token_auth::store::CachedTokenStore;
 use ws_token_auth::store::ManageTokens;
-use ws_token_auth::{AuthenticatedUser, Lifecycle, MemoryTokenStore, Token, TokenStore};
-
-type Shared = Arc<MemoryTokenStore<String>>;
-type Node = Lifecycle<CachedTokenStore<Shared>>;
+use ws_token_auth::{MemoryTokenStore, Token};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("REDIS_URL must point at Redis (.ci/run sets it)")
@@ -34,21 +30,9 @@ fn channel() -> String {
 /// A node: its own cache over the shared store, on the bus.
 async fn node(url: &str, channel: &str, store: &Shared) -> Node {
     let bus = RevocationBus::connect(url, channel).await.unwrap_or_else(|e| panic!("cannot reach Redis at {url}: {e}"));
-    let node = Lifecycle::new(Arc::new(CachedTokenStore::new(Arc::clone(store)))).with_bus(bus);
+    let node = cached(store).with_bus(bus);
     tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription start
     node
-}
-
-/// A socket of `name` on `node`, authenticated through its cache (which now
-/// holds the answer).
-async fn socket_on(node: &Node, token: &Token, name: &str) -> AuthenticatedUser<String> {
-    let found = node.store().authenticate(token).await.unwrap().expect("a valid token");
-    assert_eq!(found.user, name);
-    AuthenticatedUser::new(found.user, token.clone(), CredentialKind::Cookie, None)
-}
-
-async fn accepted(node: &Node, token: &Token) -> bool {
-    node.store().authenticate(token).await.unwrap().is_some()
 }
 
 #[tokio::test]
@@ -56,35 +40,24 @@ async fn revoke_and_lock_out_on_one_node_reach_every_node_with_their_reasons() {
     let (url, channel) = (redis_url(), channel());
     let store: Shared = Arc::new(MemoryTokenStore::new());
     let (a, b) = (node(&url, &channel, &store).await, node(&url, &channel, &store).await);
-    let alice = store.issue(&"alice".to_owned(), None).await.unwrap();
-    let bob = store.issue(&"bob".to_owned(), None).await.unwrap();
-    let alice_on_b = b.watch(&socket_on(&b, &alice, "alice").await);
-    let mut bob_on_b = b.watch(&socket_on(&b, &bob, "bob").await);
-    let bob_on_a = a.watch(&socket_on(&a, &bob, "bob").await);
+    common::nodes::a_change_on_one_node_reaches_the_other(&a, &b, &store).await;
+}
 
-    // Logout on node A: one call.
-    assert!(a.revoke(&alice).await.unwrap());
-    let reason =
-        tokio::time::timeout(Duration::from_secs(1), alice_on_b).await.expect("not closed on node B within 1 s");
-    assert_eq!(reason, CloseReason::Revoked);
-    assert!(!accepted(&b, &alice).await, "node B's cache refuses it at once");
-    assert_eq!(bob_on_b.reason(), None, "other tokens stay open");
-
-    // Lock-out on node A: 4403 everywhere, refused everywhere.
-    a.lock_out(&"bob".to_owned()).await.unwrap();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(1), bob_on_a).await.unwrap(), CloseReason::AccessLost);
-    assert_eq!(tokio::time::timeout(Duration::from_secs(1), &mut bob_on_b).await.unwrap().code(), 4403);
-    assert!(!accepted(&a, &bob).await && !accepted(&b, &bob).await);
-
-    // Let in on node B: accepted again on node A, whatever A's cache held.
-    b.let_in(&"bob".to_owned()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    while !accepted(&a, &bob).await {
-        assert!(tokio::time::Instant::now() < deadline, "node A still refuses bob 1 s after the let-in");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(bob_on_b);
-    assert!(a.revocations().is_empty() && b.revocations().is_empty());
+#[tokio::test]
+async fn a_revalidate_message_makes_every_node_forget_its_cache_and_ask_the_store() {
+    let (url, channel) = (redis_url(), channel());
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let b = node(&url, &channel, &store).await;
+    let (carol, erin) =
+        (store.issue(&"carol".to_owned(), None).await.unwrap(), store.issue(&"erin".to_owned(), None).await.unwrap());
+    let carol_on_b = b.watch(&socket_on(&b, &carol).await);
+    assert!(accepted(&b, &erin).await); // in b's cache, no socket
+    store.revoke(&carol).await.unwrap(); // behind every lifecycle's back
+    store.revoke(&erin).await.unwrap();
+    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH").arg(&channel).arg("revalidate").query_async(&mut conn).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(1), carol_on_b).await.unwrap(), CloseReason::Revoked);
+    assert!(!accepted(&b, &erin).await, "b's cache forgot every answer");
 }
 
 #[tokio::test]
@@ -96,8 +69,8 @@ async fn a_socket_registering_after_a_remote_revocation_is_closed_at_once() {
     let carol = store.issue(&"carol".to_owned(), None).await.unwrap();
 
     // Handshakes authenticated on node B, whose upgrade handlers are slow to register.
-    let alice_late = socket_on(&b, &alice, "alice").await;
-    let carol_late = socket_on(&b, &carol, "carol").await;
+    let alice_late = socket_on(&b, &alice).await;
+    let carol_late = socket_on(&b, &carol).await;
     a.revoke(&alice).await.unwrap();
     a.lock_out(&"carol".to_owned()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -123,9 +96,9 @@ async fn the_subscriber_recovers_from_an_outage_and_catches_up() {
     for (token, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         store.insert(token, ws_token_auth::Authenticated::new(name.to_owned()));
     }
-    let alice_on_a = a.watch(&socket_on(&a, &alice, "alice").await);
-    let mut bob_on_a = a.watch(&socket_on(&a, &bob, "bob").await);
-    let carol_on_a = a.watch(&socket_on(&a, &carol, "carol").await);
+    let alice_on_a = a.watch(&socket_on(&a, &alice).await);
+    let mut bob_on_a = a.watch(&socket_on(&a, &bob).await);
+    let carol_on_a = a.watch(&socket_on(&a, &carol).await);
 
     // Node A loses Redis; meanwhile node B logs alice out, and its message
     // about it goes to nobody on node A.

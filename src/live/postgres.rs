@@ -44,10 +44,12 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use super::listening::{Subscription, keep_listening};
 use super::{AccessEvent, Bus, BusError, Listener};
 
-/// The payload that asks every node to revalidate its sockets' tokens.
-pub const REVALIDATE: &str = "revalidate";
+/// The payload that asks every node to empty its cache and revalidate its
+/// sockets' tokens.
+pub const REVALIDATE: &str = super::listening::REVALIDATE;
 
 /// A [`Bus`] over PostgreSQL `LISTEN`/`NOTIFY` on one channel. See the
 /// [module docs](self).
@@ -103,57 +105,18 @@ impl Bus for PgBus {
     /// reconnection, and on a [`REVALIDATE`] notification.
     fn listen(&self, listener: Listener) {
         let (pool, channel) = (self.pool.clone(), self.channel.clone());
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(250);
-            let mut gap = false;
-            loop {
-                match subscribe(&pool, &channel).await {
-                    Ok(mut pg) => {
-                        backoff = Duration::from_millis(250);
-                        if gap {
-                            tracing::info!(target: "ws_token_auth", %channel, "PostgreSQL bus reconnected; revalidating");
-                            listener.gap().await;
-                        }
-                        // `try_recv` answers None when the connection is lost.
-                        while let Ok(Some(notification)) = pg.try_recv().await {
-                            let payload = notification.payload();
-                            if payload == REVALIDATE {
-                                listener.gap().await;
-                            } else {
-                                match payload.parse::<AccessEvent>() {
-                                    Ok(event) => {
-                                        if !listener.heard(event).await {
-                                            return;
-                                        }
-                                    }
-                                    Err(error) => {
-                                        tracing::warn!(target: "ws_token_auth", %channel, %error, "notification ignored")
-                                    }
-                                }
-                            }
-                            if !listener.is_alive() {
-                                return;
-                            }
-                        }
-                        tracing::warn!(target: "ws_token_auth", %channel, "PostgreSQL bus lost its connection");
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            target: "ws_token_auth",
-                            %channel,
-                            error = %crate::store::ErrorChain(&error),
-                            "PostgreSQL bus cannot listen",
-                        );
-                    }
-                }
-                if !listener.is_alive() {
-                    return;
-                }
-                gap = true;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+        keep_listening(listener, "postgres", channel.clone(), move || {
+            let (pool, channel) = (pool.clone(), channel.clone());
+            async move { subscribe(&pool, &channel).await }
         });
+    }
+}
+
+#[async_trait]
+impl Subscription for PgListener {
+    async fn next_text(&mut self) -> Option<String> {
+        // `try_recv` answers None when the connection is lost.
+        self.try_recv().await.ok().flatten().map(|notification| notification.payload().to_owned())
     }
 }
 

@@ -7,7 +7,9 @@
 //! applied on every node, to its cache and to its open sockets, with its close
 //! reason. The subscriber reconnects by itself (with backoff, 250 ms doubling
 //! to 5 s); after a gap in which it may have missed messages, the lifecycle
-//! revalidates every open socket's token with the store once.
+//! empties its cache and revalidates every open socket's token with the
+//! store once. A message `revalidate` on the channel (from a script, say,
+//! after a bulk change in the database) does the same on every node.
 //!
 //! ```no_run
 //! use ws_token_auth::{Lifecycle, MemoryTokenStore, live::redis::RevocationBus};
@@ -27,6 +29,7 @@ use ::redis::{AsyncCommands, Client, RedisError};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
+use super::listening::{Subscription, keep_listening};
 use super::{AccessEvent, Bus, BusError, Listener};
 use crate::redis_conn::{Reconnecting, timed_out};
 
@@ -106,61 +109,32 @@ impl Bus for RevocationBus {
 
     /// SUBSCRIBE on a connection of its own, in a task that reconnects by
     /// itself (250 ms doubling to 5 s) and calls [`Listener::gap`] after each
-    /// reconnection.
+    /// reconnection, and on a message `revalidate`.
     fn listen(&self, listener: Listener) {
         let (client, channel) = (self.publisher.client().clone(), self.channel.clone());
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(250);
-            let mut gap = false;
-            loop {
-                match subscribe(&client, &channel).await {
-                    Ok(mut pubsub) => {
-                        backoff = Duration::from_millis(250);
-                        if gap {
-                            tracing::info!(target: "ws_token_auth", %channel, "revocation bus reconnected; revalidating");
-                            listener.gap().await;
-                        }
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            let text = String::from_utf8_lossy(message.get_payload_bytes());
-                            match text.parse::<AccessEvent>() {
-                                Ok(event) => {
-                                    if !listener.heard(event).await {
-                                        return;
-                                    }
-                                }
-                                Err(error) => {
-                                    tracing::warn!(target: "ws_token_auth", %channel, %error, "message ignored")
-                                }
-                            }
-                        }
-                        tracing::warn!(target: "ws_token_auth", %channel, "revocation bus lost its connection");
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            target: "ws_token_auth",
-                            %channel,
-                            error = %crate::store::ErrorChain(&error),
-                            "revocation bus cannot subscribe",
-                        );
-                    }
-                }
-                if !listener.is_alive() {
-                    return;
-                }
-                gap = true;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+        keep_listening(listener, "redis", channel.clone(), move || {
+            let (client, channel) = (client.clone(), channel.clone());
+            async move { subscribe(&client, &channel).await }
         });
     }
 }
 
-async fn subscribe(client: &Client, channel: &str) -> Result<::redis::aio::PubSub, RedisError> {
+/// The subscription's messages, for as long as the connection lasts.
+struct Messages(std::pin::Pin<Box<dyn futures_util::Stream<Item = ::redis::Msg> + Send>>);
+
+#[async_trait]
+impl Subscription for Messages {
+    async fn next_text(&mut self) -> Option<String> {
+        let message = self.0.next().await?;
+        Some(String::from_utf8_lossy(message.get_payload_bytes()).into_owned())
+    }
+}
+
+async fn subscribe(client: &Client, channel: &str) -> Result<Messages, RedisError> {
     let connect = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok(pubsub)
+        Ok(Messages(Box::pin(pubsub.into_on_message())))
     };
     tokio::time::timeout(Duration::from_secs(5), connect).await.unwrap_or_else(|_| Err(timed_out()))
 }

@@ -1,6 +1,8 @@
 //! Stores and helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nodes;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
