@@ -95,9 +95,25 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
     let mut by_session = socket(b, &[("cookie", &session), ("origin", &format!("http://{b}"))]).await;
     assert_eq!(join(&mut by_session, "1").await, json!({"join": "1", "title": "General"}));
     assert_eq!(join(&mut by_android, "2").await, json!({"error": "ROOM_ACCESS_DENIED"}), "not staff");
-    // A session from a foreign Origin: 403; a made-up one: 401.
+    // A session from a foreign Origin: 403; a made-up one: 401; an oversized cookie: 400.
     assert_eq!(status(a, &[("cookie", &session), ("origin", "https://evil.example")]).await, StatusCode::FORBIDDEN);
     assert_eq!(status(a, &[("cookie", "sessionid=abcdefghijklmnopqrstuvwxyz012345")]).await, StatusCode::UNAUTHORIZED);
+    let oversized = format!("sessionid={}", "a".repeat(4096));
+    assert_eq!(status(a, &[("cookie", &oversized)]).await, StatusCode::BAD_REQUEST);
+    // A tampered session (its data altered in the table: the signature no
+    // longer matches) and an expired one: 401.
+    let tampered = django.run(&["login", "alice", "pw"]);
+    let pool = sqlx::PgPool::connect(django.0.url()).await.unwrap();
+    sqlx::query("UPDATE django_session SET session_data = 'x' || session_data WHERE session_key = $1")
+        .bind(&tampered)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status(b, &[("cookie", &format!("sessionid={tampered}"))]).await, StatusCode::UNAUTHORIZED);
+    let expired = django.run(&["login", "alice", "pw"]);
+    django.run(&["expire", &expired]);
+    assert_eq!(status(b, &[("cookie", &format!("sessionid={expired}"))]).await, StatusCode::UNAUTHORIZED);
+    pool.close().await;
     // Django logs users in and out: not this app.
     for path in ["/api/login", "/api/logout", "/api/token"] {
         assert_eq!(http(a, "POST", path, &[("cookie", &android)], "").await.0, 404, "{path}");
@@ -138,6 +154,12 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
         json!({"join": "1", "title": "General"}),
         "the token's socket lives"
     );
+
+    // A regenerated token: the old one's socket closes, the new one opens.
+    let carol_new = django.run(&["regenerate-token", "carol"]);
+    assert_eq!(close_code(&mut carol, Duration::from_secs(1)).await, Some(4401));
+    assert_eq!(status(b, &[("cookie", &format!("key={carol_token}"))]).await, StatusCode::UNAUTHORIZED);
+    let mut carol = socket(b, &[("cookie", &format!("key={carol_new}"))]).await;
 
     // Deactivated: 4403 on every process, refused at once; active again: back.
     django.run(&["set-active", "bob", "0"]);
