@@ -22,8 +22,9 @@
 //! Which bus: PostgreSQL's needs nothing more than the database the tokens are
 //! in; each notification goes through the database's single notification
 //! queue, in commit order, and each node holds a connection for listening.
-//! Measured side by side (BENCHMARKS.md), a revocation crosses it in 0.22-0.27
-//! ms at p50, about 2.2x Redis's 0.10-0.13 ms: both far under a millisecond.
+//! Measured side by side (BENCHMARKS.md, four runs), a revocation crosses it
+//! in 0.22-0.27 ms at p50, about 2.2-2.4x Redis's 0.09-0.13 ms: both far
+//! under a millisecond.
 //! Redis's pub/sub keeps the load off the database: pick it for many nodes or
 //! frequent changes.
 //!
