@@ -64,6 +64,13 @@ impl TokenUser for DjangoUser {
 /// them on Django's changes ([`install_triggers`](crate::install_triggers))
 /// and revalidates.
 ///
+/// A `CachedTokenStore` (ws-token-auth's feature `cache`) in front
+/// of it stays consistent with the triggers: a deleted token or session, a
+/// deactivation or a deleted user drops what it names, and a password change
+/// (a `revalidate`) empties the cache on every node. Without the triggers,
+/// keep the cache's `positive_ttl` within the revalidation interval, the
+/// bound on staleness then.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use ws_token_auth::Lifecycle;

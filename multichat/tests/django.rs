@@ -52,6 +52,18 @@ async fn status(addr: SocketAddr, headers: &[(&str, &str)]) -> StatusCode {
     chat_handshake(addr, headers).await.0
 }
 
+/// A connect ticket from `addr`'s `POST /api/ticket`, asked with `cookie`.
+async fn ticket(addr: SocketAddr, cookie: &str) -> String {
+    let (code, _, body) = http(addr, "POST", "/api/ticket", &[("cookie", cookie)], "").await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["ticket"].as_str().unwrap().to_owned()
+}
+
+/// The handshake's status with `?ticket=` alone.
+async fn redeem(addr: SocketAddr, ticket: &str) -> StatusCode {
+    testkit::handshake(&format!("ws://{addr}/chat/stream/?ticket={ticket}"), &[]).await.0
+}
+
 /// `cookie` is refused (401) by `addr`'s API within `within`.
 async fn refused_within(addr: SocketAddr, cookie: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
@@ -124,11 +136,17 @@ async fn djangos_credentials_open_sockets_and_what_django_does_closes_them_on_bo
     let mut carol = socket(a, &[("cookie", &format!("key={carol_token}"))]).await;
     assert_eq!(join(&mut carol, "2").await, json!({"join": "2", "title": "Staff"}));
 
+    // A connect ticket asked with the DRF token on one process opens a socket
+    // on the other; Django's logout of the token voids the unused ones.
+    assert_eq!(redeem(b, &ticket(a, &android).await).await, StatusCode::SWITCHING_PROTOCOLS);
+    let unused = ticket(a, &android).await;
+
     // DRF logout: the token's sockets close on both processes; the session's stays.
     django.run(&["delete-token", "alice"]);
     assert_eq!(close_code(&mut by_android, Duration::from_secs(1)).await, Some(4401));
     assert_eq!(close_code(&mut by_header, Duration::from_secs(1)).await, Some(4401));
     assert_eq!(status(b, &[("cookie", &android)]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(redeem(b, &unused).await, StatusCode::UNAUTHORIZED, "the token's unused ticket is void");
     // Django's logout of the session.
     django.run(&["logout", &alice_session]);
     assert_eq!(close_code(&mut by_session, Duration::from_secs(1)).await, Some(4401));
