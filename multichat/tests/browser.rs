@@ -2,7 +2,8 @@
 //! by `tests/browser/chat.mjs` with playwright-core; `.ci/run` installs both):
 //! log in through the form, join General, send a message, see a message from a
 //! second (tokio-tungstenite) client, see `<img src=x onerror=alert(1)>` shown
-//! as text with no element created, log out.
+//! as text with no element created, log out. And beside Django: signed in by
+//! Django's session cookie, signed out by Django's logout.
 
 mod common;
 
@@ -105,4 +106,60 @@ async fn the_page_in_headless_chromium() {
         }
     }
     panic!("alice's socket did not close after logout");
+}
+
+/// Beside Django (`serve --django` over a real Django's database): a browser
+/// that logged in to Django carries its `sessionid` cookie; the page signs
+/// itself in by that session, with no login of its own, and chats. Django's
+/// own logout of that session closes the page's socket (4401) and the page
+/// shows its login form again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_beside_django_signs_in_by_djangos_session_and_djangos_logout_ends_it() {
+    const SECRET_KEY: &str = "django-insecure-browser-test-key";
+    let browser_dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
+    let django = testkit::Django::new("browser", SECRET_KEY).await;
+    django.run(&["create-user", "alice", "alice-pw"]);
+    django.run(&["create-user", "bob", "bob-pw"]);
+    common::cli(django.url(), &["django-setup"]).await;
+    let mut command = common::multichat();
+    command.args(["--database-url", django.url(), "serve", "--django", "--bind", "127.0.0.1:0"]);
+    command.env("DJANGO_SECRET_KEY", SECRET_KEY);
+    let (_server, addr) = common::spawn_serve(command).await;
+
+    // Bob: an Android-style client with his DRF token, in General.
+    let mut bob = common::connect_with_token(addr, &django.run(&["token", "bob"])).await;
+    testkit::send_json(&mut bob, json!({"command": "join", "room": "1"})).await;
+    assert_eq!(next_json(&mut bob).await["join"], "1");
+
+    // Alice logged in to Django (a real login through Django's test client).
+    let session = django.run(&["login", "alice", "alice-pw"]);
+    let mut node = tokio::process::Command::new("node")
+        .arg("django.mjs")
+        .args([&format!("http://{addr}/"), "sessionid", &session])
+        .current_dir(&browser_dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot run node");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.expect("browser script stalled").unwrap()
+    };
+    let ready = next_line().await.expect("the browser script ended without READY");
+    let ready: Value = serde_json::from_str(ready.strip_prefix("READY ").expect(&ready)).unwrap();
+    assert_eq!(ready["status"], "signed in as alice", "{ready}");
+    assert_eq!(next_json(&mut bob).await, json!({"msg_type": 4, "room": "1", "username": "alice"}));
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({"msg_type": 0, "room": "1", "username": "alice", "message": "hello from a Django login"})
+    );
+
+    // Django logs her out: the page's socket closes, the page says so.
+    django.run(&["logout", &session]);
+    let done = next_line().await.expect("the browser script ended without DONE");
+    let done: Value = serde_json::from_str(done.strip_prefix("DONE ").expect(&done)).unwrap();
+    assert_eq!(done["status"], "signed out: session ended", "{done}");
+    assert!(node.wait().await.unwrap().success(), "the browser script failed");
+    assert_eq!(next_json(&mut bob).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
+    django.drop_database().await;
 }

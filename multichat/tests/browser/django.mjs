@@ -1,0 +1,41 @@
+// The multichat page beside Django, in Debian's headless Chromium (tests/browser.rs runs it): a browser that logged
+// in to Django carries Django's session cookie, and the page opens the chat with it, no login of its own.
+// Usage: node django.mjs BASE_URL SESSION_COOKIE_NAME SESSION_KEY
+// Prints READY once the page signed itself in by the session, joined General and sent a message; then DONE with the
+// status line once the socket was closed by Django's logout (the page shows the login form again).
+import { chromium } from "playwright-core";
+
+const [base, cookieName, sessionKey] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext();
+  // What Django's login left in this browser: its session cookie for the host (cookies are not per port).
+  await context.addCookies([{ name: cookieName, value: sessionKey, url: base, httpOnly: true, sameSite: "Lax" }]);
+  const page = await context.newPage();
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  page.setDefaultTimeout(20000);
+
+  await page.goto(base);
+  await page.locator("#rooms-view").waitFor({ state: "visible" });
+  await page.click('#rooms button.join[data-room="1"]');
+  const pane = page.locator('.pane[data-room="1"]');
+  await pane.waitFor();
+  await pane.locator(".message-input").fill("hello from a Django login");
+  await pane.locator(".message-input").press("Enter");
+  await pane.locator(".messages .text", { hasText: "hello from a Django login" }).waitFor();
+  const signedIn = await page.textContent("#status");
+  console.log("READY " + JSON.stringify({ status: signedIn }));
+
+  // Django logs the user out (the test does it, with Django's own logout): the socket closes, the page says so.
+  await page.locator("#login-view").waitFor({ state: "visible", timeout: 30000 });
+  console.log("DONE " + JSON.stringify({ status: await page.textContent("#status") }));
+} finally {
+  await browser.close();
+}
