@@ -131,6 +131,11 @@ $("login-form").onsubmit = async (e) => {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ username: $("username").value, password: $("password").value }),
   });
+  if (res.status === 404) {
+    // Beside a Django app (serve --django), Django logs users in.
+    $("login-error").textContent = "Log in through the Django app, then reload this page.";
+    return;
+  }
   if (!res.ok) { $("login-error").textContent = "Wrong username or password."; return; }
   $("password").value = "";
   await start();

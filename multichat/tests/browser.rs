@@ -159,6 +159,7 @@ async fn the_page_beside_django_signs_in_by_djangos_session_and_djangos_logout_e
     let done = next_line().await.expect("the browser script ended without DONE");
     let done: Value = serde_json::from_str(done.strip_prefix("DONE ").expect(&done)).unwrap();
     assert_eq!(done["status"], "signed out: session ended", "{done}");
+    assert_eq!(done["login_error"], "Log in through the Django app, then reload this page.", "{done}");
     assert!(node.wait().await.unwrap().success(), "the browser script failed");
     assert_eq!(next_json(&mut bob).await, json!({"msg_type": 5, "room": "1", "username": "alice"}));
     django.drop_database().await;

@@ -2,7 +2,8 @@
 // in to Django carries Django's session cookie, and the page opens the chat with it, no login of its own.
 // Usage: node django.mjs BASE_URL SESSION_COOKIE_NAME SESSION_KEY
 // Prints READY once the page signed itself in by the session, joined General and sent a message; then DONE with the
-// status line once the socket was closed by Django's logout (the page shows the login form again).
+// status line once the socket was closed by Django's logout (the page shows the login form again, whose answer
+// points to Django).
 import { chromium } from "playwright-core";
 
 const [base, cookieName, sessionKey] = process.argv.slice(2);
@@ -35,7 +36,13 @@ try {
 
   // Django logs the user out (the test does it, with Django's own logout): the socket closes, the page says so.
   await page.locator("#login-view").waitFor({ state: "visible", timeout: 30000 });
-  console.log("DONE " + JSON.stringify({ status: await page.textContent("#status") }));
+  const status = await page.textContent("#status");
+  // Its own login form does not log in here: it points to Django.
+  await page.fill("#username", "alice");
+  await page.fill("#password", "anything");
+  await page.click("#login-button");
+  await page.locator("#login-error", { hasText: "Django" }).waitFor();
+  console.log("DONE " + JSON.stringify({ status, login_error: await page.textContent("#login-error") }));
 } finally {
   await browser.close();
 }
