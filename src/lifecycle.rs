@@ -309,8 +309,10 @@ impl<St: TokenStore> Lifecycle<St> {
     }
 
     /// Applies a change made on another node: the store's cache drops what it
-    /// must, then this node's sockets close. What the bus calls; returns how
-    /// many sockets closed.
+    /// must, then this node's sockets close (for a
+    /// [`UserChanged`](AccessEvent::UserChanged), those of the user's
+    /// sockets whose tokens the store now refuses). What the bus calls;
+    /// returns how many sockets closed.
     ///
     /// ```
     /// # use ws_token_auth::{Lifecycle, MemoryTokenStore, live::AccessEvent};
@@ -321,6 +323,17 @@ impl<St: TokenStore> Lifecycle<St> {
     /// # }
     /// ```
     pub async fn heard(&self, event: &AccessEvent) -> usize {
+        let closed = self.forget_and_close(event).await;
+        match event {
+            // Only the store can judge: ask it about the user's sockets.
+            AccessEvent::UserChanged { user } => {
+                closed + self.revalidate(self.shared.revocations.tokens_of(user)).await
+            }
+            _ => closed,
+        }
+    }
+
+    async fn forget_and_close(&self, event: &AccessEvent) -> usize {
         // The cache first: a handshake that starts after this line reads the
         // store; one that started before is closed when it registers.
         if let Some(cache) = self.shared.store.cache() {
@@ -364,8 +377,13 @@ impl<St: TokenStore> Lifecycle<St> {
     /// # }
     /// ```
     pub async fn revalidate_once(&self) -> usize {
+        self.revalidate(self.shared.revocations.tokens()).await
+    }
+
+    /// [`revalidate_once`](Self::revalidate_once) for `tokens`.
+    async fn revalidate(&self, tokens: Vec<Token>) -> usize {
         let mut closed = 0;
-        for token in self.shared.revocations.tokens() {
+        for token in tokens {
             match crate::store::revalidate(&*self.shared.store, &token).await {
                 Ok(Some(found)) if !found.is_expired_at(SystemTime::now()) => {
                     // A sliding expiry moved by use: the token's sockets follow.
@@ -379,7 +397,7 @@ impl<St: TokenStore> Lifecycle<St> {
                     let locked = self.shared.store.is_locked_out(&token).await.unwrap_or(false);
                     let reason = if locked { CloseReason::AccessLost } else { CloseReason::Revoked };
                     let event = AccessEvent::TokenRevoked { id: token.id(), reason };
-                    closed += self.heard(&event).await;
+                    closed += self.forget_and_close(&event).await;
                 }
                 Err(error) => {
                     tracing::warn!(

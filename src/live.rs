@@ -359,7 +359,7 @@ impl Revocations {
                 let ids = registry.by_user.get(user.as_str()).map(Ids::to_vec).unwrap_or_default();
                 registry.close(ids, *reason)
             }
-            AccessEvent::UserRestored { .. } => 0,
+            AccessEvent::UserRestored { .. } | AccessEvent::UserChanged { .. } => 0,
         }
     }
 
@@ -400,6 +400,22 @@ impl Revocations {
     pub(crate) fn tokens(&self) -> Vec<Token> {
         let registry = self.lock();
         registry.by_token.values().filter_map(Ids::first).map(|id| registry.entries[&id].token.clone()).collect()
+    }
+
+    /// The distinct tokens of `user`'s open sockets.
+    pub(crate) fn tokens_of(&self, user: &str) -> Vec<Token> {
+        let registry = self.lock();
+        let mut tokens: Vec<Token> = registry
+            .by_user
+            .get(user)
+            .map(Ids::to_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|id| registry.entries[&id].token.clone())
+            .collect();
+        tokens.sort_by_key(Token::id);
+        tokens.dedup_by_key(|token| token.id());
+        tokens
     }
 }
 

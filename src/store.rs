@@ -227,8 +227,8 @@ pub trait StoreCache<U>: Send + Sync {
 
     /// Drops every answer, also those of lookups still under way: anything
     /// may have changed unseen (the bus lost its connection for a while, or
-    /// the source of truth asked every node to revalidate, as a password
-    /// change in Django does). The [`Lifecycle`](crate::Lifecycle) calls it
+    /// the source of truth asked every node to revalidate everything). The
+    /// [`Lifecycle`](crate::Lifecycle) calls it
     /// before it revalidates after a gap. The default forgets nothing: a
     /// cache of your own that keeps answers overrides it.
     ///

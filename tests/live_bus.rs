@@ -1,7 +1,8 @@
 //! The lifecycle across nodes over a bus of the app's own (the `Bus` trait,
 //! no Redis): a broadcast channel in one process. A change made on one node
 //! closes the sockets and empties the cache of the other, with its close
-//! reason; a bus that lagged makes its node forget its cache and revalidate; a node that is gone
+//! reason; a bus that lagged makes its node forget its cache and revalidate; a user
+//! changed (a password change) revalidates that user's sockets only; a node that is gone
 //! stops listening.
 
 mod common;
@@ -96,6 +97,37 @@ async fn a_bus_that_lagged_makes_its_node_revalidate_and_forget_its_cache() {
     }
     assert_eq!(within(carol_on_b).await, CloseReason::Revoked);
     assert!(b.store().authenticate(&dan).await.unwrap().is_none(), "b's cache forgot every answer at the gap");
+}
+
+#[tokio::test]
+async fn a_user_changed_revalidates_that_users_sockets_and_answers_only() {
+    let store: Shared = Arc::new(MemoryTokenStore::new());
+    let bus = InProcess::new(8);
+    let b = node(&bus, &store);
+    let issue = |user: &str| {
+        let (store, user) = (Arc::clone(&store), user.to_owned());
+        async move { store.issue(&user, None).await.unwrap() }
+    };
+    let (kept, ended, cached) = (issue("alice").await, issue("alice").await, issue("alice").await);
+    let bob = issue("bob").await;
+    let mut kept_on_b = b.watch(&socket_on(&b, &kept).await);
+    let ended_on_b = b.watch(&socket_on(&b, &ended).await);
+    let mut bob_on_b = b.watch(&socket_on(&b, &bob).await);
+    assert!(b.store().authenticate(&cached).await.unwrap().is_some()); // in b's cache, no socket
+    // Behind every lifecycle's back: some of alice's credentials end (as a
+    // password change ends a Django user's sessions), and bob's too.
+    for token in [&ended, &cached, &bob] {
+        store.revoke(token).await.unwrap();
+    }
+    bus.publish(&AccessEvent::user_changed("alice")).await.unwrap();
+
+    assert_eq!(within(ended_on_b).await, CloseReason::Revoked);
+    assert_eq!(kept_on_b.reason(), None, "the store still accepts this one");
+    assert!(b.store().authenticate(&cached).await.unwrap().is_none(), "alice's cached answers are asked again");
+    // Bob was not named: his socket and his cached answer wait for their
+    // revalidation and TTL, as documented.
+    assert_eq!(bob_on_b.reason(), None);
+    assert!(b.store().authenticate(&bob).await.unwrap().is_some());
 }
 
 #[tokio::test]

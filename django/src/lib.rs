@@ -53,8 +53,8 @@
 //!     store.check_tables().await?; // Django migrated, rest_framework.authtoken installed
 //!     install_triggers(&pool, &DjangoTables::default(), CHANNEL).await?; // idempotent: at each start is fine
 //!
-//!     // A cache is safe here: Django's changes reach it over the bus, and a
-//!     // password change (a trigger's "revalidate") empties it on every node.
+//!     // A cache is safe here: Django's changes reach it over the bus (a
+//!     // password change: the user's answers are asked again on every node).
 //!     let node = Lifecycle::new(Arc::new(CachedTokenStore::new(store))).with_bus(PgBus::new(pool, CHANNEL));
 //!     let _revalidation = node.revalidate_every(Duration::from_secs(60)); // the bound without triggers
 //!     // A cookie sent from another site's page is refused (403): the

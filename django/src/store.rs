@@ -67,7 +67,8 @@ impl TokenUser for DjangoUser {
 /// A `CachedTokenStore` (ws-token-auth's feature `cache`) in front
 /// of it stays consistent with the triggers: a deleted token or session, a
 /// deactivation or a deleted user drops what it names, and a password change
-/// (a `revalidate`) empties the cache on every node. Without the triggers,
+/// (`revalidate <id>`) has every node ask about the user's cached answers and
+/// sockets again. Without the triggers,
 /// keep the cache's `positive_ttl` within the revalidation interval, the
 /// bound on staleness then.
 ///

@@ -7,7 +7,7 @@
 //! | a session deleted (`logout()`, `flush()`, `clearsessions`) | `token revoked <fingerprint>` | that session's, 4401 |
 //! | `is_active` set to false | `user access_lost <id>` | the user's, 4403 |
 //! | `is_active` set to true | `restore <id>` | none; no cached refusal outlives it |
-//! | `password` changed | `revalidate` | the user's sessions, 4401 (DRF tokens outlive it, as in Django) |
+//! | `password` changed | `revalidate <id>` | the user's sessions, 4401 (DRF tokens outlive it, as in Django); the user's cached answers asked again |
 //! | a user deleted | `user revoked <id>` | the user's, 4401 |
 //!
 //! A notification never carries a token, a session key or a password hash:
@@ -105,7 +105,7 @@ BEGIN
         PERFORM pg_notify(TG_ARGV[0], 'restore ' || NEW.{id}::text);
     END IF;
     IF NEW.{password} IS DISTINCT FROM OLD.{password} THEN
-        PERFORM pg_notify(TG_ARGV[0], 'revalidate');
+        PERFORM pg_notify(TG_ARGV[0], 'revalidate ' || NEW.{id}::text);
     END IF;
     RETURN NULL;
 END $$;

@@ -46,6 +46,15 @@ pub enum AccessEvent {
         /// The user's id, as text.
         user: String,
     },
+    /// Something about a user changed that only the store can judge (a
+    /// password change ends a Django user's sessions and not their DRF
+    /// token): answers cached for their tokens are dropped, and the tokens
+    /// of their open sockets are asked about again; those the store refuses
+    /// close (4401, or 4403 for a locked-out user).
+    UserChanged {
+        /// The user's id, as text.
+        user: String,
+    },
 }
 
 impl AccessEvent {
@@ -93,6 +102,17 @@ impl AccessEvent {
     pub fn user_restored(user: impl Into<String>) -> Self {
         Self::UserRestored { user: user.into() }
     }
+
+    /// A user whose tokens the store must judge again (a password change).
+    ///
+    /// ```
+    /// # use ws_token_auth::live::AccessEvent;
+    /// assert_eq!(AccessEvent::user_changed("7").to_string(), "revalidate 7");
+    /// ```
+    #[must_use]
+    pub fn user_changed(user: impl Into<String>) -> Self {
+        Self::UserChanged { user: user.into() }
+    }
 }
 
 fn reason_name(reason: CloseReason) -> &'static str {
@@ -113,19 +133,21 @@ fn reason_from(name: &str) -> Option<CloseReason> {
 }
 
 impl fmt::Display for AccessEvent {
-    /// `token <reason> <id>`, `user <reason> <user>` or `restore <user>`.
+    /// `token <reason> <id>`, `user <reason> <user>`, `restore <user>` or
+    /// `revalidate <user>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TokenRevoked { id, reason } => write!(f, "token {} {id}", reason_name(*reason)),
             Self::UserRevoked { user, reason } => write!(f, "user {} {user}", reason_name(*reason)),
             Self::UserRestored { user } => write!(f, "restore {user}"),
+            Self::UserChanged { user } => write!(f, "revalidate {user}"),
         }
     }
 }
 
 /// The text is not an [`AccessEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not an access event (`token REASON ID`, `user REASON USER` or `restore USER`)")]
+#[error("not an access event (`token REASON ID`, `user REASON USER`, `restore USER` or `revalidate USER`)")]
 pub struct ParseEventError;
 
 impl FromStr for AccessEvent {
@@ -150,6 +172,7 @@ impl FromStr for AccessEvent {
                 Ok(Self::UserRevoked { user: user.to_owned(), reason })
             }
             "restore" if !rest.is_empty() => Ok(Self::UserRestored { user: rest.to_owned() }),
+            "revalidate" if !rest.is_empty() => Ok(Self::UserChanged { user: rest.to_owned() }),
             _ => Err(ParseEventError),
         }
     }
@@ -168,6 +191,7 @@ mod tests {
             AccessEvent::user_revoked("42"),
             AccessEvent::user_locked_out("a user with spaces"),
             AccessEvent::user_restored("42"),
+            AccessEvent::user_changed("6f1c1a52-3b7e-4f7e-9a59-0d6a3c2b9e11"),
         ] {
             assert_eq!(event.to_string().parse::<AccessEvent>(), Ok(event));
         }
@@ -181,6 +205,7 @@ mod tests {
             "user closed 7",
             "restore",
             "restore ",
+            "revalidate ",
             "hello world",
         ] {
             assert_eq!(junk.parse::<AccessEvent>(), Err(ParseEventError), "{junk:?}");

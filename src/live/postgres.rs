@@ -12,12 +12,13 @@
 //! lifecycle revalidates every open socket's token once.
 //!
 //! The payload is the event's text ([`AccessEvent`]'s `Display`: `token
-//! revoked <id>`, `user access_lost <user>`, `restore <user>`), never a token,
-//! so a database trigger can send one too (the Django integration's triggers
-//! do). One more payload, `revalidate`, asks every node to empty its cache and
-//! revalidate its sockets' tokens with the store now (a change the store alone can judge,
-//! such as a password change that ends some credentials of a user and not
-//! others).
+//! revoked <id>`, `user access_lost <user>`, `restore <user>`, `revalidate
+//! <user>`), never a token, so a database trigger can send one too (the
+//! Django integration's triggers do: `revalidate <user>` for a password
+//! change, which ends some credentials of a user and not others, so that only
+//! the store can judge them). One more payload, `revalidate` alone, asks every
+//! node to empty its cache and revalidate all its sockets' tokens with the
+//! store now (after a bulk change, say).
 //!
 //! Which bus: PostgreSQL's needs nothing more than the database the tokens are
 //! in; each notification goes through the database's single notification

@@ -413,6 +413,8 @@ impl<S: TokenStore> StoreCache<S::User> for CachedTokenStore<S> {
             AccessEvent::TokenRevoked { id, .. } => self.token_gone(*id).await,
             AccessEvent::UserRevoked { user, .. } => self.user_gone(user),
             AccessEvent::UserRestored { .. } => self.user_restored(),
+            // Not gone, but its answers are to be asked again.
+            AccessEvent::UserChanged { user } => self.user_gone(user),
         }
         if let Some(inner) = self.inner.cache() {
             inner.forget(event).await;
