@@ -14,7 +14,8 @@ use futures_util::SinkExt;
 use multichat::api::App;
 use multichat::db::{Db, hash_password};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
 use tokio_tungstenite::tungstenite::Message;
 use ws_token_auth::Token;
 
@@ -23,14 +24,32 @@ async fn next_json(socket: &mut testkit::Socket) -> Value {
     serde_json::from_str(&testkit::next_text_within(socket, Duration::from_secs(30)).await).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_in_headless_chromium() {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let browser_dir = format!("{dir}/tests/browser");
+/// Runs `tests/browser/<script>` with `args` under node; its stdout's lines.
+fn browser_script(script: &str, args: &[&str]) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>) {
+    let browser_dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
     assert!(
         std::path::Path::new(&format!("{browser_dir}/node_modules/playwright-core")).exists(),
         "playwright-core is missing: run `npm ci --prefix tests/browser` (and `apt-get install chromium`), as .ci/run does"
     );
+    let mut node = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(&browser_dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot run node");
+    let lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    (node, lines)
+}
+
+/// The script's next line (`None` once it ended); the browser is slow.
+async fn next_line_of(lines: &mut Lines<BufReader<ChildStdout>>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.expect("browser script stalled").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_headless_chromium() {
     let file = std::env::temp_dir().join(format!("multichat-browser-{}.db", &Token::generate().expose_secret()[..12]));
     let db = Db::open(&format!("sqlite://{}", file.display())).await.unwrap();
     let alice_id = db.create_user("alice", &hash_password("alice-pw").unwrap(), false).await.unwrap();
@@ -51,19 +70,8 @@ async fn the_page_in_headless_chromium() {
     testkit::send_json(&mut bob, json!({"command": "join", "room": "1"})).await;
     assert_eq!(next_json(&mut bob).await["join"], "1");
 
-    let mut node = tokio::process::Command::new("node")
-        .arg("chat.mjs")
-        .arg(format!("http://{addr}/"))
-        .args(["alice", "alice-pw"])
-        .current_dir(&browser_dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot run node");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.expect("browser script stalled").unwrap()
-    };
+    let (mut node, mut lines) = browser_script("chat.mjs", &[&format!("http://{addr}/"), "alice", "alice-pw"]);
+    let mut next_line = async || next_line_of(&mut lines).await;
     assert_eq!(next_line().await.as_deref(), Some("READY"));
 
     // Bob saw alice come in (over the browser's cookie) and her message.
@@ -116,7 +124,6 @@ async fn the_page_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_beside_django_signs_in_by_djangos_session_and_djangos_logout_ends_it() {
     const SECRET_KEY: &str = "django-insecure-browser-test-key";
-    let browser_dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
     let django = testkit::Django::new("browser", SECRET_KEY).await;
     django.run(&["create-user", "alice", "alice-pw"]);
     django.run(&["create-user", "bob", "bob-pw"]);
@@ -133,18 +140,8 @@ async fn the_page_beside_django_signs_in_by_djangos_session_and_djangos_logout_e
 
     // Alice logged in to Django (a real login through Django's test client).
     let session = django.run(&["login", "alice", "alice-pw"]);
-    let mut node = tokio::process::Command::new("node")
-        .arg("django.mjs")
-        .args([&format!("http://{addr}/"), "sessionid", &session])
-        .current_dir(&browser_dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot run node");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.expect("browser script stalled").unwrap()
-    };
+    let (mut node, mut lines) = browser_script("django.mjs", &[&format!("http://{addr}/"), "sessionid", &session]);
+    let mut next_line = async || next_line_of(&mut lines).await;
     let ready = next_line().await.expect("the browser script ended without READY");
     let ready: Value = serde_json::from_str(ready.strip_prefix("READY ").expect(&ready)).unwrap();
     assert_eq!(ready["status"], "signed in as alice", "{ready}");

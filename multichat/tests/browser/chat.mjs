@@ -2,18 +2,11 @@
 // Usage: node chat.mjs BASE_URL USERNAME PASSWORD   (SCREENSHOT=path.png to save one)
 // Prints READY once it has joined General and sent a message, then DONE when
 // bob's messages showed up as text and logging out returned to the login form.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, username, password] = process.argv.slice(2);
 const XSS = "<img src=x onerror=alert(1)>";
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-  ], // playwright gives every launch a fresh, empty user data dir of its own
-});
+const browser = await launch();
 let dialogs = 0;
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 640 } });

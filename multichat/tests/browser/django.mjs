@@ -4,17 +4,10 @@
 // Prints READY once the page signed itself in by the session, joined General and sent a message; then DONE with the
 // status line once the socket was closed by Django's logout (the page shows the login form again, whose answer
 // points to Django).
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [base, cookieName, sessionKey] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext();
   // What Django's login left in this browser: its session cookie for the host (cookies are not per port).
