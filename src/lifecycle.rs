@@ -415,9 +415,9 @@ impl<St: TokenStore> Lifecycle<St> {
         closed
     }
 
-    /// The bus may have missed events, or the source of truth says anything
-    /// may have changed: no cached answer is trusted, and every open
-    /// socket's token is asked about.
+    /// The bus may have missed events, the source of truth says anything may
+    /// have changed, or it is time for the periodic revalidation: no cached
+    /// answer is trusted, and every open socket's token is asked about.
     async fn gap(&self) {
         if let Some(cache) = self.shared.store.cache() {
             cache.forget_all().await;
@@ -425,13 +425,15 @@ impl<St: TokenStore> Lifecycle<St> {
         self.revalidate_once().await;
     }
 
-    /// Spawns a task that calls [`revalidate_once`](Self::revalidate_once)
-    /// every `every` (default [`DEFAULT_REVALIDATE_EVERY`](crate::live::DEFAULT_REVALIDATE_EVERY)),
-    /// each time with up to 10 % random jitter so that nodes started together
-    /// do not ask the store in step: the bound on how long a change made
-    /// behind the lifecycle's back (straight in the database, by a node with
-    /// no bus) takes to close sockets. The task ends when every clone of this
-    /// lifecycle is dropped.
+    /// Spawns a task that, every `every` (default [`DEFAULT_REVALIDATE_EVERY`](crate::live::DEFAULT_REVALIDATE_EVERY)),
+    /// has the store's cache forget every answer
+    /// ([`StoreCache::forget_all`](crate::store::StoreCache::forget_all)) and
+    /// calls [`revalidate_once`](Self::revalidate_once), each time with up to
+    /// 10 % random jitter so that nodes started together do not ask the store
+    /// in step: the bound on how long a change made behind the lifecycle's
+    /// back (straight in the database, by a node with no bus) takes to close
+    /// sockets and to be refused, caches included, whatever the cache's TTLs.
+    /// The task ends when every clone of this lifecycle is dropped.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -445,7 +447,7 @@ impl<St: TokenStore> Lifecycle<St> {
     /// ```
     pub fn revalidate_every(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         self.every(every, |node| async move {
-            node.revalidate_once().await;
+            node.gap().await;
         })
     }
 

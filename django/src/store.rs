@@ -68,9 +68,8 @@ impl TokenUser for DjangoUser {
 /// of it stays consistent with the triggers: a deleted token or session, a
 /// deactivation or a deleted user drops what it names, and a password change
 /// (`revalidate <id>`) has every node ask about the user's cached answers and
-/// sockets again. Without the triggers,
-/// keep the cache's `positive_ttl` within the revalidation interval, the
-/// bound on staleness then.
+/// sockets again. Without the triggers, the lifecycle's periodic
+/// revalidation bounds the staleness, the cache's included.
 ///
 /// ```no_run
 /// use std::sync::Arc;

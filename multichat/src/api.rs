@@ -101,11 +101,10 @@ impl App {
     /// Beside a Django app (`serve --django`): Django's users, DRF tokens and
     /// sessions (`db` from [`Db::open_django`]); Django's changes arrive over
     /// PostgreSQL (the triggers of `django-setup`), and this process's own
-    /// over the same channel. Answers are cached for no longer than
-    /// `revalidate_every` (the bound on staleness without the triggers), and
-    /// a trigger's "check again" (a password change) empties the cache on
-    /// every process. With `redis_url`, room frames cross processes over
-    /// Redis as without Django.
+    /// over the same channel (a password change: every process asks again
+    /// about that user). Without the triggers, the periodic revalidation
+    /// bounds the staleness, caches included. With `redis_url`, room frames
+    /// cross processes over Redis as without Django.
     pub async fn beside_django(
         db: Db,
         notices: bool,
@@ -113,7 +112,6 @@ impl App {
         redis_url: Option<&str>,
         database_url: &str,
         session_cookie: String,
-        revalidate_every: Duration,
     ) -> Result<Self, super::db::Error> {
         let super::db::Pool::Postgres(pool) = &db.pool else {
             return Err("--django needs PostgreSQL".into());
@@ -133,10 +131,7 @@ impl App {
             let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
             super::relay::start(client, rooms_channel, node, Arc::clone(&hub), relay);
         }
-        let store = CachedTokenStore::new(db.tokens.clone())
-            .positive_ttl(Duration::from_secs(30).min(revalidate_every))
-            .negative_ttl(Duration::from_secs(5).min(revalidate_every));
-        let lifecycle = Lifecycle::new(Arc::new(store)).with_bus(bus);
+        let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone()))).with_bus(bus);
         let mut app = Self::assemble(db, hub, lifecycle, secure_cookies).await?;
         app.django_session_cookie = Some(session_cookie);
         Ok(app)

@@ -451,16 +451,16 @@ async fn run(url: &str, command: Command) -> Result<(), Error> {
             }
             let app = match (&redis_url, django) {
                 (_, Some(django)) => {
-                    let (cookie, every) = (django.session_cookie, std::time::Duration::from_secs(revalidate_secs));
-                    api::App::beside_django(db, notices, secure_cookies, redis_url.as_deref(), url, cookie, every)
-                        .await?
+                    let cookie = django.session_cookie;
+                    api::App::beside_django(db, notices, secure_cookies, redis_url.as_deref(), url, cookie).await?
                 }
                 (Some(redis_url), None) => api::App::with_redis(db, notices, secure_cookies, redis_url, url).await?,
                 (None, None) => api::App::new(db, notices, secure_cookies).await?,
             };
             let app = app.with_limits(limits.clone());
             // Tokens revoked behind this process's back (another process, the
-            // database itself) close their sockets within this interval.
+            // database itself) close their sockets, and are refused by the
+            // cache, within this interval.
             app.lifecycle.revalidate_every(std::time::Duration::from_secs(revalidate_secs));
             // Expired tokens and tickets leave the database (a ticket's row
             // never outlives its expiry by more than this).

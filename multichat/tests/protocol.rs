@@ -503,6 +503,19 @@ async fn a_token_deleted_in_the_database_is_noticed_at_revalidation(backend: Bac
     execute(&server, "DELETE FROM ws_auth_tokens WHERE user_id = $1", id).await;
     assert_eq!(close_code(&mut socket, Duration::from_secs(5)).await, Some(4401), "not noticed within 5 s");
     assert_eq!(join(&mut bob, "1").await["join"], "1", "bob's token is still valid");
+
+    // A token with no socket open, only an answer in the cache (whose TTL is
+    // 30 s): deleted in the database, it is refused within the interval too.
+    let (carol, carol_token) = server.user("carol", false).await;
+    drop(server.connect(&carol_token).await);
+    let id = server.app.db.user_id(&carol).await.unwrap().unwrap();
+    execute(&server, "DELETE FROM ws_auth_tokens WHERE user_id = $1", id).await;
+    let cookie = format!("key={carol_token}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.status(&[("cookie", &cookie)]).await != StatusCode::UNAUTHORIZED {
+        assert!(tokio::time::Instant::now() < deadline, "the cache still accepts it after 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     task.abort();
 }
 

@@ -4,8 +4,10 @@
 //!
 //! - valid tokens for up to `positive_ttl` (default 30 s, and never past the
 //!   token's own expiry), unknown ones for up to `negative_ttl` (default 5 s):
-//!   these TTLs bound how stale an answer may be for a change made behind the
-//!   cache's back (straight in the database, by a node with no bus);
+//!   these TTLs (and a lifecycle's periodic revalidation, which empties the
+//!   cache, whichever comes first) bound how stale an answer may be for a
+//!   change made behind the cache's back (straight in the database, by a node
+//!   with no bus);
 //! - every change made through it ([`ManageTokens`]) or heard from another
 //!   node ([`StoreCache::forget`]) takes effect at once: a revoked token, a
 //!   revoked or locked-out user is never answered from the cache again, and a
@@ -71,23 +73,29 @@ struct Changes {
 }
 
 impl Changes {
+    /// No change concerning a single token or user to check.
     fn is_empty(&self) -> bool {
-        self.gone.is_empty() && self.restored.is_none() && self.everything.is_none()
+        self.gone.is_empty() && self.restored.is_none()
     }
 
     fn everything(&mut self, keep: Duration) {
         self.everything = Some(self.gone.forget_old(keep));
-        self.forget_old_restore(keep);
+        self.forget_old_marks(keep);
+    }
+
+    /// Whether `entry` was asked before the last forget-all.
+    fn forgot_all_since<U>(&self, entry: &Entry<U>) -> bool {
+        self.everything.is_some_and(|at| at >= entry.asked_at)
     }
 
     fn token(&mut self, id: TokenId, keep: Duration) {
         self.gone.token(id, (), keep);
-        self.forget_old_restore(keep);
+        self.forget_old_marks(keep);
     }
 
     fn user(&mut self, user: &str, keep: Duration) {
         self.gone.user(user, (), keep);
-        self.forget_old_restore(keep);
+        self.forget_old_marks(keep);
     }
 
     fn restore(&mut self, keep: Duration) {
@@ -96,7 +104,7 @@ impl Changes {
 
     /// A let-in (or a forget-all) older than `keep` concerns no answer
     /// still cached.
-    fn forget_old_restore(&mut self, keep: Duration) {
+    fn forget_old_marks(&mut self, keep: Duration) {
         if self.restored.is_some_and(|at| at.elapsed() > keep) {
             self.restored = None;
         }
@@ -107,9 +115,6 @@ impl Changes {
 
     fn trusts<U: TokenUser>(&self, id: TokenId, entry: &Entry<U>) -> bool {
         let after = |at: Option<Instant>| at.is_some_and(|at| at >= entry.asked_at);
-        if after(self.everything) {
-            return false;
-        }
         match &entry.answer {
             Some(found) => {
                 !after(self.gone.of_token(&id).map(|(at, ())| at))
@@ -308,8 +313,11 @@ impl<S: TokenStore> CachedTokenStore<S> {
     }
 
     fn trusted(&self, id: TokenId, entry: &Entry<S::User>) -> bool {
+        // A forget-all (which the periodic revalidation makes) costs a hit
+        // one comparison; the per-token and per-user checks only run when
+        // such changes are known.
         let changes = self.changes();
-        changes.is_empty() || changes.trusts(id, entry)
+        !changes.forgot_all_since(entry) && (changes.is_empty() || changes.trusts(id, entry))
     }
 }
 
