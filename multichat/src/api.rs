@@ -71,7 +71,7 @@ pub struct App {
 impl App {
     /// One process on its own.
     pub async fn new(db: Db, notices: bool, secure_cookies: bool) -> Result<Self, super::db::Error> {
-        let hub = Arc::new(Hub::new(db.rooms().await?, notices, None));
+        let hub = Self::hub(&db, notices, None).await?;
         let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone())));
         Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
@@ -87,13 +87,9 @@ impl App {
         redis_url: &str,
         database_url: &str,
     ) -> Result<Self, super::db::Error> {
-        let (rooms_channel, revocations_channel) = super::relay::channels(database_url);
+        let (_, revocations_channel) = super::relay::channels(database_url);
         let bus = RevocationBus::new(redis_url, revocations_channel)?;
-        let client = redis::Client::open(redis_url)?;
-        let relay = Arc::new(super::relay::RelayQueue::new(super::relay::QUEUE_BYTES));
-        let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(Arc::clone(&relay))));
-        let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
-        super::relay::start(client, rooms_channel, node, Arc::clone(&hub), relay);
+        let hub = Self::hub(&db, notices, Some((redis_url, database_url))).await?;
         let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone()))).with_bus(bus);
         Self::assemble(db, hub, lifecycle, secure_cookies).await
     }
@@ -117,24 +113,27 @@ impl App {
             return Err("--django needs PostgreSQL".into());
         };
         let bus = ws_token_auth::live::postgres::PgBus::new(pool.clone(), ws_token_auth_django::CHANNEL);
-        let relay = match redis_url {
-            Some(redis_url) => {
-                let (rooms_channel, _) = super::relay::channels(database_url);
-                let client = redis::Client::open(redis_url)?;
-                let relay = Arc::new(super::relay::RelayQueue::new(super::relay::QUEUE_BYTES));
-                Some((client, rooms_channel, relay))
-            }
-            None => None,
-        };
-        let hub = Arc::new(Hub::new(db.rooms().await?, notices, relay.as_ref().map(|(_, _, q)| Arc::clone(q))));
-        if let Some((client, rooms_channel, relay)) = relay {
-            let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
-            super::relay::start(client, rooms_channel, node, Arc::clone(&hub), relay);
-        }
+        let hub = Self::hub(&db, notices, redis_url.map(|redis_url| (redis_url, database_url))).await?;
         let lifecycle = Lifecycle::new(Arc::new(CachedTokenStore::new(db.tokens.clone()))).with_bus(bus);
         let mut app = Self::assemble(db, hub, lifecycle, secure_cookies).await?;
         app.django_session_cookie = Some(session_cookie);
         Ok(app)
+    }
+
+    /// The rooms' hub; with `relay` (Redis's URL, the database's URL), its
+    /// frames cross processes over Redis, on a channel named for the
+    /// database.
+    async fn hub(db: &Db, notices: bool, relay: Option<(&str, &str)>) -> Result<Arc<Hub>, super::db::Error> {
+        let Some((redis_url, database_url)) = relay else {
+            return Ok(Arc::new(Hub::new(db.rooms().await?, notices, None)));
+        };
+        let (rooms_channel, _) = super::relay::channels(database_url);
+        let client = redis::Client::open(redis_url)?;
+        let queue = Arc::new(super::relay::RelayQueue::new(super::relay::QUEUE_BYTES));
+        let hub = Arc::new(Hub::new(db.rooms().await?, notices, Some(Arc::clone(&queue))));
+        let node = u64::from_str_radix(&ws_token_auth::Token::generate().id().to_string(), 16)?;
+        super::relay::start(client, rooms_channel, node, Arc::clone(&hub), queue);
+        Ok(hub)
     }
 
     async fn assemble(
