@@ -2,28 +2,21 @@
 // Usage: node chat.mjs BASE_URL USERNAME PASSWORD   (SCREENSHOT=path.png to save one)
 // Prints READY once it has joined General and sent a message, then DONE when
 // bob's messages showed up as text and logging out returned to the login form.
-import { launch } from "./launch.mjs";
+import { joinGeneralAndSay, launch, watch } from "./common.mjs";
 
 const [base, username, password] = process.argv.slice(2);
 const XSS = "<img src=x onerror=alert(1)>";
 const browser = await launch();
 let dialogs = 0;
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+  const page = watch(await browser.newPage({ viewport: { width: 1100, height: 640 } }));
   page.on("dialog", (dialog) => { dialogs += 1; dialog.dismiss(); });
-  page.on("pageerror", (error) => console.error("page error:", error.message));
-  page.setDefaultTimeout(20000);
 
   await page.goto(base);
   await page.fill("#username", username);
   await page.fill("#password", password);
   await page.click("#login-button");
-  await page.click('#rooms button.join[data-room="1"]');
-  const pane = page.locator('.pane[data-room="1"]');
-  await pane.waitFor();
-  await pane.locator(".message-input").fill("hello from the browser");
-  await pane.locator(".message-input").press("Enter");
-  await pane.locator(".messages .text", { hasText: "hello from the browser" }).waitFor();
+  const pane = await joinGeneralAndSay(page, "hello from the browser");
   console.log("READY");
 
   await pane.locator(".messages .text", { hasText: "hello from bob" }).waitFor();

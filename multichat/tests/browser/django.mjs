@@ -4,7 +4,7 @@
 // Prints READY once the page signed itself in by the session, joined General and sent a message; then DONE with the
 // status line once the socket was closed by Django's logout (the page shows the login form again, whose answer
 // points to Django).
-import { launch } from "./launch.mjs";
+import { joinGeneralAndSay, launch, watch } from "./common.mjs";
 
 const [base, cookieName, sessionKey] = process.argv.slice(2);
 const browser = await launch();
@@ -12,18 +12,11 @@ try {
   const context = await browser.newContext();
   // What Django's login left in this browser: its session cookie for the host (cookies are not per port).
   await context.addCookies([{ name: cookieName, value: sessionKey, url: base, httpOnly: true, sameSite: "Lax" }]);
-  const page = await context.newPage();
-  page.on("pageerror", (error) => console.error("page error:", error.message));
-  page.setDefaultTimeout(20000);
+  const page = watch(await context.newPage());
 
   await page.goto(base);
   await page.locator("#rooms-view").waitFor({ state: "visible" });
-  await page.click('#rooms button.join[data-room="1"]');
-  const pane = page.locator('.pane[data-room="1"]');
-  await pane.waitFor();
-  await pane.locator(".message-input").fill("hello from a Django login");
-  await pane.locator(".message-input").press("Enter");
-  await pane.locator(".messages .text", { hasText: "hello from a Django login" }).waitFor();
+  await joinGeneralAndSay(page, "hello from a Django login");
   const signedIn = await page.textContent("#status");
   console.log("READY " + JSON.stringify({ status: signedIn }));
 
